@@ -1,0 +1,58 @@
+# Close email sync. `make demo` and `make test` work on a fresh clone: they create .venv
+# and install the project with its dev dependencies from pyproject.toml when missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DESTINATION ?= duckdb
+EMAILS ?= 20000
+
+.PHONY: help venv test demo lint format bench bench-sync bench-emulator peers-check docs clean
+
+help:
+	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
+	@echo "make test        run the whole test suite"
+	@echo "make lint        ruff check and format check"
+	@echo "make bench       sync and emulator benchmarks (prints figures)"
+	@echo "make peers-check Airbyte's and Singer's Close connectors against the emulator"
+	@echo "make docs        regenerate docs/tables.md from the schema"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py --destination $(DESTINATION) --emails $(EMAILS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: bench-sync bench-emulator
+
+bench-sync: $(STAMP)
+	$(PY) bench/bench_sync.py
+
+bench-emulator: $(STAMP)
+	$(PY) bench/bench_emulator.py
+
+peers-check: $(STAMP)
+	bash bench/peers_check.sh
+
+docs: $(STAMP)
+	$(PY) scripts/generate_docs.py
+
+clean:
+	rm -rf .demo .bench .peers .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pipelines (command lines) built on the sources of this project."""

@@ -1,0 +1,400 @@
+"""Close CRM email activities, kept in step incrementally with dlt.
+
+`close_source` is the nightly sync. Its `emails` resource walks `GET /activity/email/` in
+ascending half-open `date_created` windows (never null, always in the past, unlike
+`activity_at`), with dlt's incremental keeping the cursor. Its `email_changes` resource then
+reads Close's event log since its own cursor (kept in the source state) and re-fetches
+created and updated emails by id, and turns deleted ones (also through deleted threads and
+leads) into deletion markers. When the event log no longer reaches back to that cursor, it
+reconciles the whole history by comparing ids and `date_updated` instead.
+
+`close_backfill` makes the warehouse equal Close for an `activity_at` range, window by
+window, resumably, without touching the nightly cursors.
+
+All three resources write the `emails` table with identical hints: merge (delete-insert)
+on `id`, the newest `date_updated` winning inside one load, child lists as nested tables
+replaced with their parent, and a `_deleted` hard-delete marker.
+"""
+
+import logging
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import dlt
+from dlt.common.schema.typing import TWriteDispositionConfig
+from dlt.sources import DltResource, TDataItems
+
+from .client import CloseClient, RequestStats
+from .columns import (
+    CHILD_TABLES,
+    DELETED_COLUMN,
+    EMAIL_COLUMNS,
+    to_hints,
+)
+from .helpers import (
+    NON_BODY_FIELDS,
+    Window,
+    deletion_marker,
+    email_to_row,
+    event_log_reaches,
+    fetch_by_ids,
+    format_timestamp,
+    make_windows,
+    parse_timestamp,
+    scan_events,
+    walk_windows,
+)
+from .settings import (
+    ACTIVITIES_PATH,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_EVENT_RETENTION_DAYS,
+    DEFAULT_START_DATE,
+    DEFAULT_WINDOW_DAYS,
+    EMAIL_ACTIONS,
+    EMAIL_OBJECT_TYPE,
+    EVENT_RESCAN,
+    LEAD_OBJECT_TYPE,
+    THREAD_OBJECT_TYPE,
+    WALK_SAFETY_LAG,
+)
+
+__all__ = ["close_source", "close_backfill", "Warehouse", "RunStats"]
+
+logger = logging.getLogger(__name__)
+
+MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
+EMAIL_HINTS = {
+    **to_hints(EMAIL_COLUMNS),
+    "date_updated": {**to_hints(EMAIL_COLUMNS)["date_updated"], "dedup_sort": "desc"},
+    DELETED_COLUMN: {
+        "name": DELETED_COLUMN,
+        "data_type": "bool",
+        "nullable": True,
+        "hard_delete": True,
+        "description": "Deletion marker used by the merge; never true in a stored row",
+    },
+}
+NESTED_HINTS = {
+    key: dlt.mark.make_nested_hints(columns=list(to_hints(spec).values()))
+    for key, (_view, spec, _description) in CHILD_TABLES.items()
+}
+
+
+class Warehouse(Protocol):
+    """What the source may ask of the destination it loads into (see `pipelines/`)."""
+
+    def ids_where(self, column: str, values: Collection[str]) -> set[str]:
+        """Ids of stored emails whose `column` is one of `values`."""
+        ...
+
+    def versions(
+        self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, datetime]:
+        """`id -> date_updated` of stored emails, all or those with `field` in `[start, end)`."""
+        ...
+
+
+class RunStats:
+    """What one run did, for the run summary (filled by the source and its client)."""
+
+    def __init__(self) -> None:
+        self.requests = RequestStats()
+        self.deleted = 0
+        self.refetched = 0
+        self.reconciled_because: str | None = None
+        self.windows = 0
+
+
+@dlt.source(name="close")
+def close_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = DEFAULT_BASE_URL,
+    start_date: str = DEFAULT_START_DATE,
+    include_bodies: bool = True,
+    window_days: float = DEFAULT_WINDOW_DAYS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    event_retention_days: float = DEFAULT_EVENT_RETENTION_DAYS,
+    reconcile: bool = False,
+    warehouse: Any | None = None,
+    stats: Any | None = None,
+) -> Sequence[DltResource]:
+    """The nightly sync of Close email activities.
+
+    Args:
+        api_key: Close API key (Basic-auth user, empty password).
+        base_url: Close API root.
+        start_date: ISO date; emails created before it are not loaded.
+        include_bodies: False leaves the body columns NULL and asks Close not to send them.
+        window_days: length of one `date_created` window of the walk.
+        concurrency: windows fetched at once, all under one rate limiter.
+        event_retention_days: how long Close keeps events; an event cursor older than this
+            triggers a reconciliation even if the log still seems to reach it.
+        reconcile: reconcile the whole history by id now, whatever the event log says.
+        warehouse: lookups into the destination (`Warehouse`); needed for thread and lead
+            deletions and for reconciliation.
+        stats: a `RunStats` to fill for the run summary.
+
+    Returns:
+        `emails` (the walk) and `email_changes` (event log, reconciliation), both writing
+        the `emails` table and its child tables.
+    """
+    run_stats: RunStats = stats or RunStats()
+    client = CloseClient(api_key, base_url)
+    client.stats = run_stats.requests
+    fields = None if include_bodies else NON_BODY_FIELDS
+    window = timedelta(days=window_days)
+    run: dict[str, Any] = {}  # hand-over from the walk to the change scan within one run
+    history_start = parse_timestamp(start_date)
+
+    def walk(
+        date_created: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
+            "date_created", initial_value=history_start, range_start="closed"
+        ),
+    ) -> Iterator[TDataItems]:
+        """Yields every email created since the cursor, in `date_created` windows.
+
+        Incremental on `date_created` (dlt state): each run walks `[cursor, now - 2 min)`;
+        rows exactly at the cursor that were loaded before are dropped by dlt's boundary
+        de-duplication. On the first run it also starts the event-log cursor at Close's
+        current time, so changes made while the walk runs are picked up by `email_changes`.
+        """
+        started = client.server_now()
+        state = dlt.current.source_state()
+        if "event_cursor" not in state:
+            state["event_cursor"] = format_timestamp(started)
+            run["fresh_event_cursor"] = True
+        start = date_created.start_value
+        if date_created.last_value is None or start == date_created.initial_value:
+            start = max(start, _oldest_email_created(client) or start)
+        windows = make_windows("date_created", start, started - WALK_SAFETY_LAG, window)
+        run_stats.windows += len(windows)
+        for page in walk_windows(client, windows, concurrency, fields):
+            yield [email_to_row(e, include_bodies) for e in page]
+
+    def changes() -> Iterator[TDataItems]:
+        """Yields emails created, changed or deleted since the event cursor (source state).
+
+        Reads the event log once per action (Close accepts `object_type` only with
+        `action`), rescanning five minutes before the cursor as Close recommends, plus
+        thread and lead deletions; re-fetches the affected ids with `id__in` and yields a
+        deletion marker for each id Close no longer has. If the log no longer reaches the
+        cursor, reconciles the whole history first. No incremental here: a re-fetched email
+        is usually far behind the walk's cursor and must not be filtered out.
+        """
+        state = dlt.current.source_state()
+        scan_started = client.server_now()
+        cursor = parse_timestamp(state.get("event_cursor")) or scan_started
+        since = cursor - EVENT_RESCAN
+        reason = None
+        if reconcile:
+            reason = "reconciliation was requested"
+        elif not run.get("fresh_event_cursor"):
+            reason = _event_log_gap(client, state, cursor, scan_started, event_retention_days)
+        if reason:
+            logger.warning("%s: reconciling the whole history by id", reason)
+            run_stats.reconciled_because = reason
+            yield from _reconcile(client, warehouse, run_stats, fields, include_bodies,
+                                  history_start, scan_started, window, concurrency)  # fmt: skip
+            since = scan_started - EVENT_RESCAN
+        ids = {
+            event["object_id"]
+            for action in EMAIL_ACTIONS
+            for event in scan_events(client, since, object_type=EMAIL_OBJECT_TYPE, action=action)
+        }
+        for object_type, column in (
+            (THREAD_OBJECT_TYPE, "thread_id"),
+            (LEAD_OBJECT_TYPE, "lead_id"),
+        ):
+            gone = {
+                e["object_id"]
+                for e in scan_events(client, since, object_type=object_type, action="deleted")
+            }
+            if gone and warehouse is not None:
+                ids |= warehouse.ids_where(column, gone)
+        yield from _refresh(client, ids, fields, include_bodies, run_stats)
+        state["event_cursor"] = format_timestamp(scan_started)
+        state["event_log_reached_cursor"] = event_log_reaches(client, scan_started)
+
+    return (
+        _emails_resource(walk, "emails"),
+        _emails_resource(changes, "email_changes"),
+    )
+
+
+@dlt.source(name="close")
+def close_backfill(
+    start: datetime,
+    end: datetime,
+    api_key: str = dlt.secrets.value,
+    base_url: str = DEFAULT_BASE_URL,
+    include_bodies: bool = True,
+    window_days: float = DEFAULT_WINDOW_DAYS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    warehouse: Any | None = None,
+    stats: Any | None = None,
+) -> DltResource:
+    """Makes the warehouse equal Close for emails with `activity_at` in `[start, end)`.
+
+    One run of this source handles the next `concurrency` windows after the range's saved
+    progress (`backfills` in the source state) and records how far it got; the caller runs
+    it until `backfill_finished(...)`. A crash therefore resumes from the last loaded
+    window. The nightly cursors are not touched.
+
+    Returns:
+        `email_backfill`, writing the `emails` table and its child tables.
+    """
+    run_stats: RunStats = stats or RunStats()
+    client = CloseClient(api_key, base_url)
+    client.stats = run_stats.requests
+    fields = None if include_bodies else NON_BODY_FIELDS
+
+    def backfill() -> Iterator[TDataItems]:
+        """Yields every email Close has in the next windows, and markers for those it lacks.
+
+        Walks `activity_at` windows (anchored on `date_created` like the nightly walk); ids
+        the warehouse holds in those windows but Close did not list are checked by id and
+        removed if Close no longer has them.
+        """
+        progress = backfill_progress(dlt.current.source_state(), start, end)
+        done_until = parse_timestamp(progress["done_until"])
+        windows = make_windows("activity_at", done_until, end, timedelta(days=window_days))
+        chunk = windows[: max(1, concurrency)]
+        seen: set[str] = set()
+        for page in walk_windows(client, chunk, concurrency, fields):
+            seen.update(e["id"] for e in page)
+            yield [email_to_row(e, include_bodies) for e in page]
+        chunk_end = chunk[-1].end if chunk else end
+        if warehouse is not None:
+            stored = warehouse.versions("activity_at", done_until, chunk_end)
+            yield from _refresh(client, stored.keys() - seen, fields, include_bodies, run_stats)
+        run_stats.windows += len(chunk)
+        progress["done_until"] = format_timestamp(chunk_end)
+        progress["finished"] = chunk_end >= end
+
+    return _emails_resource(backfill, "email_backfill")
+
+
+def backfill_key(start: datetime, end: datetime) -> str:
+    return f"{format_timestamp(start)}/{format_timestamp(end)}"
+
+
+def backfill_progress(state: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
+    """The saved progress of the backfill of `[start, end)`; a finished one starts over."""
+    backfills = state.setdefault("backfills", {})
+    progress = backfills.get(backfill_key(start, end))
+    if progress is None or progress.get("finished"):
+        progress = {"done_until": format_timestamp(start), "finished": False}
+        backfills[backfill_key(start, end)] = progress
+    return progress  # type: ignore[no-any-return]
+
+
+def _emails_resource(generator: Any, name: str) -> DltResource:
+    """Wraps a generator as a resource writing `emails` with the one set of shared hints.
+
+    Several resources write the same table; dlt keeps the hints of whichever it saw first,
+    so they must be identical everywhere (or a deletion marker would lose `hard_delete`).
+    """
+    return dlt.resource(
+        generator,
+        name=name,
+        table_name="emails",
+        primary_key="id",
+        write_disposition=MERGE,
+        columns=EMAIL_HINTS,
+        nested_hints=NESTED_HINTS,
+    )()
+
+
+def _oldest_email_created(client: CloseClient) -> datetime | None:
+    """`date_created` of the oldest email (one request), so the first walk skips empty years."""
+    page = client.get(
+        ACTIVITIES_PATH,
+        {"_type": "Email", "_order_by": "date_created", "_limit": 1, "_fields": "date_created"},
+    )
+    data = page.get("data") or []
+    return parse_timestamp(data[0]["date_created"]) if data else None
+
+
+def _event_log_gap(
+    client: CloseClient,
+    state: dict[str, Any],
+    cursor: datetime,
+    now: datetime,
+    retention_days: float,
+) -> str | None:
+    """Why the event log cannot be trusted to cover `[cursor, now]`, or None if it can.
+
+    The log itself tells: once no event at or before the cursor can be retrieved, events
+    after it may have been dropped too. An org whose log never reached back that far (a
+    quiet one) is judged by the configured retention alone.
+    """
+    if now - cursor > timedelta(days=retention_days):
+        return f"the last event scan was {now - cursor} ago, beyond the {retention_days:g}-day retention"
+    if not event_log_reaches(client, cursor) and state.get("event_log_reached_cursor"):
+        return f"Close's event log no longer reaches back to the cursor {format_timestamp(cursor)}"
+    return None
+
+
+def _refresh(
+    client: CloseClient,
+    ids: Collection[str],
+    fields: Sequence[str] | None,
+    include_bodies: bool,
+    stats: RunStats,
+) -> Iterator[TDataItems]:
+    """Yields the current version of each id Close has, and a deletion marker for the rest."""
+    if not ids:
+        return
+    found = set()
+    batch = []
+    for email_obj in fetch_by_ids(client, ids, fields):
+        found.add(email_obj["id"])
+        batch.append(email_to_row(email_obj, include_bodies))
+        if len(batch) >= 1000:
+            yield batch
+            batch = []
+    # Markers must outrank any version of the email in the same load (dedup keeps the newest
+    # `date_updated`): date them after Close's answer that showed the email gone.
+    deleted_at = client.last_server_time() + timedelta(seconds=1)
+    batch.extend(deletion_marker(email_id, deleted_at) for email_id in set(ids) - found)
+    stats.refetched += len(found)
+    stats.deleted += len(set(ids) - found)
+    if batch:
+        yield batch
+
+
+def _reconcile(
+    client: CloseClient,
+    warehouse: Warehouse | None,
+    stats: RunStats,
+    fields: Sequence[str] | None,
+    include_bodies: bool,
+    start: datetime,
+    until: datetime,
+    window: timedelta,
+    concurrency: int,
+) -> Iterator[TDataItems]:
+    """Compares every email's id and `date_updated` in Close with the warehouse.
+
+    Lists the whole history cheaply (`_fields=id,date_updated`), then re-fetches what is new
+    or changed and removes what Close no longer has.
+    """
+    if warehouse is None:
+        raise ValueError("reconciliation needs a warehouse to compare with")
+    oldest = _oldest_email_created(client) or start
+    windows = make_windows("date_created", max(start, oldest), until, window)
+    in_close: dict[str, datetime | None] = {}
+    for page in walk_windows(client, windows, concurrency, ("id", "date_updated")):
+        in_close.update((e["id"], parse_timestamp(e.get("date_updated"))) for e in page)
+    stored = warehouse.versions()
+    changed = {i for i, updated in in_close.items() if stored.get(i) != updated}
+    missing = stored.keys() - in_close.keys()
+    logger.info(
+        "reconcile: %d new or changed, %d to check for deletion", len(changed), len(missing)
+    )
+    yield from _refresh(client, changed | missing, fields, include_bodies, stats)
+
+
+__all__ += ["backfill_progress", "backfill_key", "Window"]

@@ -1,0 +1,45 @@
+"""Close source settings and constants."""
+
+from datetime import timedelta
+
+DEFAULT_BASE_URL = "https://api.close.com/api/v1"
+# Close was founded in 2013; imported mail can be older, so the first walk starts earlier.
+DEFAULT_START_DATE = "2005-01-01T00:00:00+00:00"
+
+EMAILS_PATH = "/activity/email/"
+ACTIVITIES_PATH = "/activity/"
+EVENTS_PATH = "/event/"
+ME_PATH = "/me/"
+
+PAGE_LIMIT = 100  # Close's maximum `_limit` on activity lists
+EVENT_PAGE_LIMIT = 50  # Close's maximum `_limit` on the event log
+ID_BATCH_SIZE = 100  # ids per `id__in` re-fetch (one page)
+MAX_SKIP = 250_000  # Close's `max_skip` on /activity/email/
+# id__in lists longer than this go into a POST `_params` body (Close's long-URL form)
+MAX_URL_ID_LIST_CHARS = 1_500
+
+DEFAULT_WINDOW_DAYS = 7.0  # length of one `date_created` window of the walk
+DEFAULT_CONCURRENCY = 4  # windows fetched at once, all under one rate limiter
+# The walk never reaches closer to "now" than this: emails still being written are left to
+# the next run (or to the event log), so a window's upper bound is always safely in the past.
+WALK_SAFETY_LAG = timedelta(minutes=2)
+# Close: "we recommend to scan the latest five minutes of events" (they appear late, out of order)
+EVENT_RESCAN = timedelta(minutes=5)
+DEFAULT_EVENT_RETENTION_DAYS = 30.0  # Close keeps 30 days of events
+
+# HTTP behaviour
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+MAX_ATTEMPTS = 8  # per request, for 5xx, dropped connections and timeouts
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+DEFAULT_RATE_WAIT_S = 2.0  # a 429 that carries no wait signal at all (Close's client uses 2 s)
+MAX_RATE_WAIT_S = 600.0  # a single 429 wait longer than this is treated as a lasting fault
+MAX_THROTTLED_PER_REQUEST = 100  # 429s in a row for one request before giving up
+
+EMAIL_ACTIONS = ("created", "updated", "deleted")
+EMAIL_OBJECT_TYPE = "activity.email"
+THREAD_OBJECT_TYPE = "activity.email_thread"
+LEAD_OBJECT_TYPE = "lead"
+
+BODY_FIELDS = ("body_text", "body_html", "body_text_quoted", "body_html_quoted", "body_preview")

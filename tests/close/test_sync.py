@@ -1,0 +1,98 @@
+"""The nightly sync end to end: emulator over HTTP -> dlt -> DuckDB / PostgreSQL."""
+
+import pytest
+
+from close_emulator import EmulatorServer
+
+from .utils import CHILD_VIEWS, assert_warehouse_equals, query, run_cli, sync
+
+
+@pytest.fixture
+def close(make_emulator, sync_env) -> EmulatorServer:  # noqa: ANN001
+    return make_emulator(emails=400, seed=7)
+
+
+def test_first_sync_equals_close_exactly(close: EmulatorServer) -> None:
+    out = sync(close.base_url)
+    emails = close.emulator.all_emails()
+    assert {"draft", "scheduled", "sent", "inbox"} <= {e["status"] for e in emails}
+    assert_warehouse_equals(emails)
+    assert f"emails.total: {len(emails)}" in out
+    assert f"emails.new: {len(emails)}" in out
+
+
+def test_second_run_without_changes_loads_nothing_new(close: EmulatorServer) -> None:
+    sync(close.base_url)
+    before = {r["id"]: r["_dlt_load_id"] for r in query("SELECT id, _dlt_load_id FROM {ds}.emails")}
+    out = sync(close.base_url)
+    assert "emails.new: 0" in out
+    after = query("SELECT id, _dlt_load_id FROM {ds}.emails")
+    assert len(after) == len(before)
+    assert_warehouse_equals(close.emulator.all_emails())
+
+
+def test_new_emails_appear_on_next_run(close: EmulatorServer) -> None:
+    sync(close.base_url)
+    lead = close.emulator.all_emails()[0]["lead_id"]
+    created = [
+        close.emulator.create_email(lead_id=lead, status="inbox", subject=f"new {i}")
+        for i in range(3)
+    ]
+    out = sync(close.base_url)
+    assert "emails.new: 3" in out
+    ids = {r["id"] for r in query("SELECT id FROM {ds}.emails")}
+    assert {e["id"] for e in created} <= ids
+    assert_warehouse_equals(close.emulator.all_emails())
+
+
+def test_changed_email_replaces_its_row_and_child_rows(close: EmulatorServer) -> None:
+    sync(close.base_url)
+    emulator = close.emulator
+    with_attachment = next(e for e in emulator.all_emails() if len(e.get("attachments") or []) == 1)
+    emulator.remove_attachment(with_attachment["id"], 0)
+    sync(close.base_url)
+    rows = query(
+        "SELECT * FROM {{ds}}.email_attachments WHERE email_id = '{}'".format(with_attachment["id"])
+    )
+    assert rows == []
+    assert_warehouse_equals(emulator.all_emails())
+
+
+def test_walk_with_inserts_and_deletes_between_pages_misses_and_duplicates_nothing(
+    make_emulator,
+    sync_env,  # noqa: ANN001
+) -> None:
+    close = make_emulator(emails=1200, seed=3)
+    close.emulator.faults.set(drift_after_page=2, drift_insert=15, drift_delete=10)
+    sync(close.base_url, "--no-bodies")
+    drift = close.emulator.faults.as_dict().get("drift_done")
+    assert drift and drift["inserted"] and drift["deleted"], drift
+    assert_warehouse_equals(close.emulator.all_emails(), include_bodies=False)
+
+
+def test_every_contract_table_exists_from_the_first_load(make_emulator, sync_env) -> None:  # noqa: ANN001
+    close = make_emulator(emails=0)
+    lead = "lead_plain"
+    close.emulator.create_email(
+        lead_id=lead, status="inbox", subject="plain", envelope=None, attachments=[], opens=[]
+    )
+    sync(close.base_url)
+    for view in ("emails", *CHILD_VIEWS, "email_threads", "email_daily_activity",
+                 "email_sequence_performance"):  # fmt: skip
+        query(f"SELECT * FROM {{ds}}.{view} WHERE 1 = 0")
+    assert query("SELECT COUNT(*) AS n FROM {ds}.email_attachments")[0]["n"] == 0
+
+
+def test_bad_api_key_fails_with_one_line_and_loads_nothing(
+    make_emulator,
+    sync_env,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    close = make_emulator(emails=50, api_key="the-right-key")
+    monkeypatch.setenv("SOURCES__CLOSE__API_KEY", "a-wrong-key")
+    code, out, err = run_cli("sync", base_url=close.base_url)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "API key" in err, err
+    assert "a-wrong-key" not in err + out
+    code, out, _ = run_cli("status")
+    assert code == 0 and "no successful run yet" in out
