@@ -8,6 +8,8 @@ pending packages and then extracts fresh data, in the same invocation.
 """
 
 import logging
+import os
+import signal
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
@@ -32,6 +35,11 @@ logger = logging.getLogger(__name__)
 LOADER_FILE_FORMAT = {"duckdb": "parquet", "postgres": "csv"}
 TABLES = ["emails", *view_names()]
 
+# Extract the source's resources one after the other (dlt's default interleaves them): the
+# event-log scan then starts after the walk has finished, so emails inserted behind the walk
+# while it ran are picked up in the same run instead of the next one.
+dlt.config["sources.close.extract.next_item_mode"] = "fifo"
+
 
 class RunFailed(Exception):
     """An expected failure, already phrased as one line for the user."""
@@ -43,7 +51,6 @@ def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pip
         pipeline_name=pipeline_name,
         destination=destination,
         dataset_name=dataset,
-        progress="log" if logger.isEnabledFor(logging.INFO) else None,
     )
 
 
@@ -182,11 +189,46 @@ def describe_failure(exc: BaseException) -> str | None:
 
 
 def _run(pipeline: dlt.Pipeline, source: Any) -> LoadInfo:
-    fmt = LOADER_FILE_FORMAT.get(pipeline.destination.destination_name, None)
+    fmt = LOADER_FILE_FORMAT.get(pipeline.destination.destination_name)
+    pipeline.collector = CrashSwitch.from_env()
     info = pipeline.run(source, loader_file_format=fmt)
     info.raise_on_failed_jobs()
     _refresh_views(pipeline)
     return info
+
+
+class CrashSwitch(NullCollector):
+    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>` SIGKILLs this process during a run.
+
+    dlt reports progress to a collector: `<step>` is `extract`, `normalize` or `load`, and
+    the process dies at the n-th progress update of that step (`0` = as the step starts).
+    The crash-safety tests use it to kill the real CLI mid-extract, between extract and
+    load, and mid-load. Unset (always, outside those tests) it does nothing.
+    """
+
+    def __init__(self, step: str, updates: int) -> None:
+        self.kill_step, self.kill_after = step, updates
+        self.step, self.updates = "", 0
+
+    @classmethod
+    def from_env(cls) -> "Collector":
+        setting = os.environ.get("CLOSE_SYNC_KILL_AT")
+        if not setting:
+            return NullCollector()
+        step, _, updates = setting.partition(":")
+        return cls(step.lower(), int(updates or 0))
+
+    def _start(self, step: str) -> None:
+        self.step, self.updates = step.lower(), 0
+        self._maybe_kill()
+
+    def update(self, name: str, inc: int = 1, *args: Any, **kwargs: Any) -> None:
+        self.updates += 1
+        self._maybe_kill()
+
+    def _maybe_kill(self) -> None:
+        if self.step.startswith(self.kill_step) and self.updates >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _finish_pending(pipeline: dlt.Pipeline) -> None:

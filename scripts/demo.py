@@ -52,7 +52,9 @@ def analyst_query(env: dict[str, str], destination: str, dataset: str) -> None:
 
 def change_some_emails(emulator: EmulatorProcess) -> None:
     admin = emulator.admin
-    emails = [e for e in admin.all_emails() if e["status"] == "sent" and e["direction"] == "outgoing"]
+    emails = [
+        e for e in admin.all_emails() if e["status"] == "sent" and e["direction"] == "outgoing"
+    ]
     for email in emails[:25]:
         admin.record_open(email["id"])
     for email in emails[25:35]:

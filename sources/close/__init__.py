@@ -17,36 +17,35 @@ replaced with their parent, and a `_deleted` hard-delete marker.
 """
 
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import dlt
 from dlt.common.schema.typing import TWriteDispositionConfig
 from dlt.sources import DltResource, TDataItems
 
-from .client import CloseClient, RequestStats
-from .columns import (
-    CHILD_TABLES,
-    DELETED_COLUMN,
-    EMAIL_COLUMNS,
-    to_hints,
+from .changes import (
+    RunStats,
+    Warehouse,
+    event_log_gap,
+    event_log_reaches,
+    oldest_email_created,
+    reconcile_history,
+    refresh,
+    scan_events,
 )
+from .client import CloseClient
+from .columns import CHILD_TABLES, DELETED_COLUMN, EMAIL_COLUMNS, to_hints
 from .helpers import (
     NON_BODY_FIELDS,
-    Window,
-    deletion_marker,
     email_to_row,
-    event_log_reaches,
-    fetch_by_ids,
     format_timestamp,
     make_windows,
     parse_timestamp,
-    scan_events,
     walk_windows,
 )
 from .settings import (
-    ACTIVITIES_PATH,
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
     DEFAULT_EVENT_RETENTION_DAYS,
@@ -60,7 +59,14 @@ from .settings import (
     WALK_SAFETY_LAG,
 )
 
-__all__ = ["close_source", "close_backfill", "Warehouse", "RunStats"]
+__all__ = [
+    "close_source",
+    "close_backfill",
+    "backfill_key",
+    "backfill_progress",
+    "RunStats",
+    "Warehouse",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,31 +86,6 @@ NESTED_HINTS = {
     key: dlt.mark.make_nested_hints(columns=list(to_hints(spec).values()))
     for key, (_view, spec, _description) in CHILD_TABLES.items()
 }
-
-
-class Warehouse(Protocol):
-    """What the source may ask of the destination it loads into (see `pipelines/`)."""
-
-    def ids_where(self, column: str, values: Collection[str]) -> set[str]:
-        """Ids of stored emails whose `column` is one of `values`."""
-        ...
-
-    def versions(
-        self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
-    ) -> dict[str, datetime]:
-        """`id -> date_updated` of stored emails, all or those with `field` in `[start, end)`."""
-        ...
-
-
-class RunStats:
-    """What one run did, for the run summary (filled by the source and its client)."""
-
-    def __init__(self) -> None:
-        self.requests = RequestStats()
-        self.deleted = 0
-        self.refetched = 0
-        self.reconciled_because: str | None = None
-        self.windows = 0
 
 
 @dlt.source(name="close")
@@ -167,7 +148,7 @@ def close_source(
             run["fresh_event_cursor"] = True
         start = date_created.start_value
         if date_created.last_value is None or start == date_created.initial_value:
-            start = max(start, _oldest_email_created(client) or start)
+            start = max(start, oldest_email_created(client) or start)
         windows = make_windows("date_created", start, started - WALK_SAFETY_LAG, window)
         run_stats.windows += len(windows)
         for page in walk_windows(client, windows, concurrency, fields):
@@ -191,11 +172,11 @@ def close_source(
         if reconcile:
             reason = "reconciliation was requested"
         elif not run.get("fresh_event_cursor"):
-            reason = _event_log_gap(client, state, cursor, scan_started, event_retention_days)
+            reason = event_log_gap(client, state, cursor, scan_started, event_retention_days)
         if reason:
             logger.warning("%s: reconciling the whole history by id", reason)
             run_stats.reconciled_because = reason
-            yield from _reconcile(client, warehouse, run_stats, fields, include_bodies,
+            yield from reconcile_history(client, warehouse, run_stats, fields, include_bodies,
                                   history_start, scan_started, window, concurrency)  # fmt: skip
             since = scan_started - EVENT_RESCAN
         ids = {
@@ -213,7 +194,7 @@ def close_source(
             }
             if gone and warehouse is not None:
                 ids |= warehouse.ids_where(column, gone)
-        yield from _refresh(client, ids, fields, include_bodies, run_stats)
+        yield from refresh(client, ids, fields, include_bodies, run_stats)
         state["event_cursor"] = format_timestamp(scan_started)
         state["event_log_reached_cursor"] = event_log_reaches(client, scan_started)
 
@@ -268,7 +249,7 @@ def close_backfill(
         chunk_end = chunk[-1].end if chunk else end
         if warehouse is not None:
             stored = warehouse.versions("activity_at", done_until, chunk_end)
-            yield from _refresh(client, stored.keys() - seen, fields, include_bodies, run_stats)
+            yield from refresh(client, stored.keys() - seen, fields, include_bodies, run_stats)
         run_stats.windows += len(chunk)
         progress["done_until"] = format_timestamp(chunk_end)
         progress["finished"] = chunk_end >= end
@@ -305,96 +286,3 @@ def _emails_resource(generator: Any, name: str) -> DltResource:
         columns=EMAIL_HINTS,
         nested_hints=NESTED_HINTS,
     )()
-
-
-def _oldest_email_created(client: CloseClient) -> datetime | None:
-    """`date_created` of the oldest email (one request), so the first walk skips empty years."""
-    page = client.get(
-        ACTIVITIES_PATH,
-        {"_type": "Email", "_order_by": "date_created", "_limit": 1, "_fields": "date_created"},
-    )
-    data = page.get("data") or []
-    return parse_timestamp(data[0]["date_created"]) if data else None
-
-
-def _event_log_gap(
-    client: CloseClient,
-    state: dict[str, Any],
-    cursor: datetime,
-    now: datetime,
-    retention_days: float,
-) -> str | None:
-    """Why the event log cannot be trusted to cover `[cursor, now]`, or None if it can.
-
-    The log itself tells: once no event at or before the cursor can be retrieved, events
-    after it may have been dropped too. An org whose log never reached back that far (a
-    quiet one) is judged by the configured retention alone.
-    """
-    if now - cursor > timedelta(days=retention_days):
-        return f"the last event scan was {now - cursor} ago, beyond the {retention_days:g}-day retention"
-    if not event_log_reaches(client, cursor) and state.get("event_log_reached_cursor"):
-        return f"Close's event log no longer reaches back to the cursor {format_timestamp(cursor)}"
-    return None
-
-
-def _refresh(
-    client: CloseClient,
-    ids: Collection[str],
-    fields: Sequence[str] | None,
-    include_bodies: bool,
-    stats: RunStats,
-) -> Iterator[TDataItems]:
-    """Yields the current version of each id Close has, and a deletion marker for the rest."""
-    if not ids:
-        return
-    found = set()
-    batch = []
-    for email_obj in fetch_by_ids(client, ids, fields):
-        found.add(email_obj["id"])
-        batch.append(email_to_row(email_obj, include_bodies))
-        if len(batch) >= 1000:
-            yield batch
-            batch = []
-    # Markers must outrank any version of the email in the same load (dedup keeps the newest
-    # `date_updated`): date them after Close's answer that showed the email gone.
-    deleted_at = client.last_server_time() + timedelta(seconds=1)
-    batch.extend(deletion_marker(email_id, deleted_at) for email_id in set(ids) - found)
-    stats.refetched += len(found)
-    stats.deleted += len(set(ids) - found)
-    if batch:
-        yield batch
-
-
-def _reconcile(
-    client: CloseClient,
-    warehouse: Warehouse | None,
-    stats: RunStats,
-    fields: Sequence[str] | None,
-    include_bodies: bool,
-    start: datetime,
-    until: datetime,
-    window: timedelta,
-    concurrency: int,
-) -> Iterator[TDataItems]:
-    """Compares every email's id and `date_updated` in Close with the warehouse.
-
-    Lists the whole history cheaply (`_fields=id,date_updated`), then re-fetches what is new
-    or changed and removes what Close no longer has.
-    """
-    if warehouse is None:
-        raise ValueError("reconciliation needs a warehouse to compare with")
-    oldest = _oldest_email_created(client) or start
-    windows = make_windows("date_created", max(start, oldest), until, window)
-    in_close: dict[str, datetime | None] = {}
-    for page in walk_windows(client, windows, concurrency, ("id", "date_updated")):
-        in_close.update((e["id"], parse_timestamp(e.get("date_updated"))) for e in page)
-    stored = warehouse.versions()
-    changed = {i for i, updated in in_close.items() if stored.get(i) != updated}
-    missing = stored.keys() - in_close.keys()
-    logger.info(
-        "reconcile: %d new or changed, %d to check for deletion", len(changed), len(missing)
-    )
-    yield from _refresh(client, changed | missing, fields, include_bodies, stats)
-
-
-__all__ += ["backfill_progress", "backfill_key", "Window"]

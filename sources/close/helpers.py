@@ -25,8 +25,6 @@ from .columns import DELETED_COLUMN
 from .settings import (
     BODY_FIELDS,
     EMAILS_PATH,
-    EVENT_PAGE_LIMIT,
-    EVENTS_PATH,
     ID_BATCH_SIZE,
     MAX_SKIP,
     MAX_URL_ID_LIST_CHARS,
@@ -331,28 +329,3 @@ def fetch_by_ids(
         else:
             page = client.get(EMAILS_PATH, params)
         yield from page.get("data") or []
-
-
-def scan_events(client: CloseClient, since: datetime, **filters: str) -> Iterator[dict[str, Any]]:
-    """Yields events with `date_updated >= since`, newest first, following `cursor_next`."""
-    params: dict[str, Any] = dict(
-        filters, date_updated__gte=format_timestamp(since), _limit=EVENT_PAGE_LIMIT
-    )
-    while True:
-        page = client.get(EVENTS_PATH, params)
-        events = page.get("data") or []
-        yield from events
-        cursor = page.get("cursor_next")
-        if not cursor or not events:
-            return
-        params["_cursor"] = cursor
-
-
-def event_log_reaches(client: CloseClient, moment: datetime) -> bool:
-    """Whether the event log still holds an event at or before `moment`.
-
-    Close keeps 30 days of events. If none at or before our cursor can be retrieved any more,
-    changes made between the cursor and the oldest retained event are lost to the log.
-    """
-    page = client.get(EVENTS_PATH, {"date_updated__lte": format_timestamp(moment), "_limit": 1})
-    return bool(page.get("data"))

@@ -1,5 +1,7 @@
 """The nightly sync end to end: emulator over HTTP -> dlt -> DuckDB / PostgreSQL."""
 
+from datetime import timedelta
+
 import pytest
 
 from close_emulator import EmulatorServer
@@ -13,8 +15,11 @@ def close(make_emulator, sync_env) -> EmulatorServer:  # noqa: ANN001
 
 
 def test_first_sync_equals_close_exactly(close: EmulatorServer) -> None:
+    emulator = close.emulator
+    draft = next(e for e in emulator.all_emails() if e["status"] == "draft")
+    emulator.schedule_draft(draft["id"], emulator.clock.now() + timedelta(days=3))
     out = sync(close.base_url)
-    emails = close.emulator.all_emails()
+    emails = emulator.all_emails()
     assert {"draft", "scheduled", "sent", "inbox"} <= {e["status"] for e in emails}
     assert_warehouse_equals(emails)
     assert f"emails.total: {len(emails)}" in out
@@ -60,9 +65,11 @@ def test_changed_email_replaces_its_row_and_child_rows(close: EmulatorServer) ->
 
 def test_walk_with_inserts_and_deletes_between_pages_misses_and_duplicates_nothing(
     make_emulator,
-    sync_env,  # noqa: ANN001
+    sync_env,
+    monkeypatch,  # noqa: ANN001
 ) -> None:
     close = make_emulator(emails=1200, seed=3)
+    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")  # one window of 12 pages
     close.emulator.faults.set(drift_after_page=2, drift_insert=15, drift_delete=10)
     sync(close.base_url, "--no-bodies")
     drift = close.emulator.faults.as_dict().get("drift_done")

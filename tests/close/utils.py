@@ -154,3 +154,12 @@ def assert_warehouse_equals(emails: list[dict[str, Any]], include_bodies: bool =
         )
         for i, value in enumerate(values or [])
     }
+
+
+def execute(sql: str) -> None:
+    """Runs a statement on the test's warehouse; `{ds}` is the dataset."""
+    pipeline = make_pipeline(
+        os.environ["PIPELINE_NAME"], os.environ["DESTINATION"], os.environ["DATASET"]
+    )
+    with pipeline.sql_client() as client:
+        client.execute_sql(sql.format(ds=client.fully_qualified_dataset_name()))

@@ -1,0 +1,169 @@
+"""Change capture: Close's event log, re-fetching by id, and reconciliation by id.
+
+Close has no `date_updated` filter on activities; its only change feed is the event log
+(`/event/`, 30 days of history, newest first, cursor pagination). The sync reads it since
+its cursor, re-fetches the affected emails by id, and turns ids Close no longer has into
+deletion markers. When the log no longer covers the cursor, `reconcile` compares every id
+and `date_updated` in Close with the warehouse instead.
+"""
+
+import logging
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from dlt.sources import TDataItems
+
+from .client import CloseClient, RequestStats
+from .helpers import (
+    deletion_marker,
+    email_to_row,
+    fetch_by_ids,
+    format_timestamp,
+    make_windows,
+    parse_timestamp,
+    walk_windows,
+)
+from .settings import ACTIVITIES_PATH, EVENT_PAGE_LIMIT, EVENTS_PATH
+
+logger = logging.getLogger(__name__)
+
+
+class Warehouse(Protocol):
+    """What the source may ask of the destination it loads into (see `pipelines/`)."""
+
+    def ids_where(self, column: str, values: Collection[str]) -> set[str]:
+        """Ids of stored emails whose `column` is one of `values`."""
+        ...
+
+    def versions(
+        self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, datetime]:
+        """`id -> date_updated` of stored emails, all or those with `field` in `[start, end)`."""
+        ...
+
+
+class RunStats:
+    """What one run did, for the run summary (filled by the source and its client)."""
+
+    def __init__(self) -> None:
+        self.requests = RequestStats()
+        self.deleted = 0
+        self.refetched = 0
+        self.reconciled_because: str | None = None
+        self.windows = 0
+
+
+def scan_events(client: CloseClient, since: datetime, **filters: str) -> Iterator[dict[str, Any]]:
+    """Yields events with `date_updated >= since`, newest first, following `cursor_next`."""
+    params: dict[str, Any] = dict(
+        filters, date_updated__gte=format_timestamp(since), _limit=EVENT_PAGE_LIMIT
+    )
+    while True:
+        page = client.get(EVENTS_PATH, params)
+        events = page.get("data") or []
+        yield from events
+        cursor = page.get("cursor_next")
+        if not cursor or not events:
+            return
+        params["_cursor"] = cursor
+
+
+def event_log_reaches(client: CloseClient, moment: datetime) -> bool:
+    """Whether the event log still holds an event at or before `moment`.
+
+    Close keeps 30 days of events. If none at or before our cursor can be retrieved any more,
+    changes made between the cursor and the oldest retained event are lost to the log.
+    """
+    page = client.get(EVENTS_PATH, {"date_updated__lte": format_timestamp(moment), "_limit": 1})
+    return bool(page.get("data"))
+
+
+def oldest_email_created(client: CloseClient) -> datetime | None:
+    """`date_created` of the oldest email (one request), so the first walk skips empty years."""
+    page = client.get(
+        ACTIVITIES_PATH,
+        {"_type": "Email", "_order_by": "date_created", "_limit": 1, "_fields": "date_created"},
+    )
+    data = page.get("data") or []
+    return parse_timestamp(data[0]["date_created"]) if data else None
+
+
+def event_log_gap(
+    client: CloseClient,
+    state: dict[str, Any],
+    cursor: datetime,
+    now: datetime,
+    retention_days: float,
+) -> str | None:
+    """Why the event log cannot be trusted to cover `[cursor, now]`, or None if it can.
+
+    The log itself tells: once no event at or before the cursor can be retrieved, events
+    after it may have been dropped too. An org whose log never reached back that far (a
+    quiet one) is judged by the configured retention alone.
+    """
+    if now - cursor > timedelta(days=retention_days):
+        return f"the last event scan was {now - cursor} ago, beyond the {retention_days:g}-day retention"
+    if not event_log_reaches(client, cursor) and state.get("event_log_reached_cursor"):
+        return f"Close's event log no longer reaches back to the cursor {format_timestamp(cursor)}"
+    return None
+
+
+def refresh(
+    client: CloseClient,
+    ids: Collection[str],
+    fields: Sequence[str] | None,
+    include_bodies: bool,
+    stats: RunStats,
+) -> Iterator[TDataItems]:
+    """Yields the current version of each id Close has, and a deletion marker for the rest."""
+    if not ids:
+        return
+    found = set()
+    batch = []
+    for email_obj in fetch_by_ids(client, ids, fields):
+        found.add(email_obj["id"])
+        batch.append(email_to_row(email_obj, include_bodies))
+        if len(batch) >= 1000:
+            yield batch
+            batch = []
+    # Markers must outrank any version of the email in the same load (dedup keeps the newest
+    # `date_updated`): date them after Close's answer that showed the email gone.
+    deleted_at = client.last_server_time() + timedelta(seconds=1)
+    batch.extend(deletion_marker(email_id, deleted_at) for email_id in set(ids) - found)
+    stats.refetched += len(found)
+    stats.deleted += len(set(ids) - found)
+    if batch:
+        yield batch
+
+
+def reconcile_history(
+    client: CloseClient,
+    warehouse: Warehouse | None,
+    stats: RunStats,
+    fields: Sequence[str] | None,
+    include_bodies: bool,
+    start: datetime,
+    until: datetime,
+    window: timedelta,
+    concurrency: int,
+) -> Iterator[TDataItems]:
+    """Compares every email's id and `date_updated` in Close with the warehouse.
+
+    Lists the whole history cheaply (`_fields=id,date_updated`), then re-fetches what is new
+    or changed and removes what Close no longer has.
+    """
+    if warehouse is None:
+        raise ValueError("reconciliation needs a warehouse to compare with")
+    oldest = oldest_email_created(client) or start
+    windows = make_windows("date_created", max(start, oldest), until, window)
+    in_close: dict[str, datetime | None] = {}
+    for page in walk_windows(client, windows, concurrency, ("id", "date_updated")):
+        in_close.update((e["id"], parse_timestamp(e.get("date_updated"))) for e in page)
+    stored = warehouse.versions()
+    changed = {i for i, updated in in_close.items() if stored.get(i) != updated}
+    missing = stored.keys() - in_close.keys()
+    logger.info(
+        "reconcile: %d new or changed, %d to check for deletion", len(changed), len(missing)
+    )
+    yield from refresh(client, changed | missing, fields, include_bodies, stats)
