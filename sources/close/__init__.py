@@ -46,6 +46,7 @@ from .helpers import (
     walk_windows,
 )
 from .settings import (
+    CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
     DEFAULT_EVENT_RETENTION_DAYS,
@@ -55,6 +56,8 @@ from .settings import (
     EMAIL_OBJECT_TYPE,
     EVENT_RESCAN,
     LEAD_OBJECT_TYPE,
+    MAX_ATTEMPTS,
+    READ_TIMEOUT_S,
     THREAD_OBJECT_TYPE,
     WALK_SAFETY_LAG,
 )
@@ -98,6 +101,8 @@ def close_source(
     concurrency: int = DEFAULT_CONCURRENCY,
     event_retention_days: float = DEFAULT_EVENT_RETENTION_DAYS,
     reconcile: bool = False,
+    max_attempts: int = MAX_ATTEMPTS,
+    request_timeout: float = READ_TIMEOUT_S,
     warehouse: Any | None = None,
     stats: Any | None = None,
 ) -> Sequence[DltResource]:
@@ -113,6 +118,8 @@ def close_source(
         event_retention_days: how long Close keeps events; an event cursor older than this
             triggers a reconciliation even if the log still seems to reach it.
         reconcile: reconcile the whole history by id now, whatever the event log says.
+        max_attempts: tries per request on 5xx answers, dropped connections and timeouts.
+        request_timeout: seconds to wait for an answer before retrying.
         warehouse: lookups into the destination (`Warehouse`); needed for thread and lead
             deletions and for reconciliation.
         stats: a `RunStats` to fill for the run summary.
@@ -122,7 +129,7 @@ def close_source(
         the `emails` table and its child tables.
     """
     run_stats: RunStats = stats or RunStats()
-    client = CloseClient(api_key, base_url)
+    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
     client.stats = run_stats.requests
     fields = None if include_bodies else NON_BODY_FIELDS
     window = timedelta(days=window_days)
@@ -213,6 +220,8 @@ def close_backfill(
     include_bodies: bool = True,
     window_days: float = DEFAULT_WINDOW_DAYS,
     concurrency: int = DEFAULT_CONCURRENCY,
+    max_attempts: int = MAX_ATTEMPTS,
+    request_timeout: float = READ_TIMEOUT_S,
     warehouse: Any | None = None,
     stats: Any | None = None,
 ) -> DltResource:
@@ -227,7 +236,7 @@ def close_backfill(
         `email_backfill`, writing the `emails` table and its child tables.
     """
     run_stats: RunStats = stats or RunStats()
-    client = CloseClient(api_key, base_url)
+    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
     client.stats = run_stats.requests
     fields = None if include_bodies else NON_BODY_FIELDS
 
