@@ -133,13 +133,11 @@ def run_backfill(
 
 def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """Cursors as of the last successful load (read from the destination), rows per table."""
-    state = None
     try:
         with pipeline.destination_client() as client:
             state = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
-    except Exception as exc:  # no dataset yet, or destination unreachable
-        if describe_failure(exc) and "destination" in (describe_failure(exc) or ""):
-            raise
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        state = None  # nothing loaded into this dataset yet
     if not state:
         return {"status": "no successful run yet", "pipeline": pipeline.pipeline_name}
     source_state = state.get("sources", {}).get("close", {})
@@ -180,12 +178,20 @@ def describe_failure(exc: BaseException) -> str | None:
                     " in .dlt/secrets.toml"
                 )
             return f"missing configuration: {', '.join(seen.fields)}"
-        name = type(seen).__name__
-        if name in ("OperationalError", "DestinationConnectionError", "DatabaseTerminalException"):
-            first_line = str(seen).strip().splitlines()[0] if str(seen).strip() else name
+        if _is_connection_failure(seen):
+            first_line = (str(seen).strip().splitlines() or [type(seen).__name__])[0]
             return f"destination unreachable ({first_line}); check DESTINATION__*__CREDENTIALS"
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "exception", None)
     return None
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """A destination that cannot be reached (as opposed to a query that failed on it)."""
+    if type(exc).__name__ == "DestinationConnectionError":
+        return True
+    return type(exc).__name__ == "OperationalError" and any(
+        marker in str(exc) for marker in ("could not connect", "Connection refused", "timeout")
+    )
 
 
 def _run(pipeline: dlt.Pipeline, source: Any) -> LoadInfo:
