@@ -133,8 +133,12 @@ def run_backfill(
 
 def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """Cursors as of the last successful load (read from the destination), rows per table."""
+    client = pipeline.destination_client()
+    database = getattr(client.config.credentials, "database", None)
+    if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
+        return {"status": "no successful run yet", "pipeline": pipeline.pipeline_name}
     try:
-        with pipeline.destination_client() as client:
+        with client:
             state = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
     except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
         state = None  # nothing loaded into this dataset yet

@@ -229,7 +229,7 @@ def close_backfill(
 
     One run of this source handles the next `concurrency` windows after the range's saved
     progress (`backfills` in the source state) and records how far it got; the caller runs
-    it until `backfill_finished(...)`. A crash therefore resumes from the last loaded
+    it until the progress says `finished`. A crash therefore resumes from the last loaded
     window. The nightly cursors are not touched.
 
     Returns:

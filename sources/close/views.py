@@ -19,6 +19,8 @@ SQL_TYPES = {
                  "timestamp": "TIMESTAMP WITH TIME ZONE"},
 }  # fmt: skip
 
+# time_to_first_reply subtracts UTC wall-clock times: DuckDB subtracts two TIMESTAMPTZ in the
+# session's time zone (calendar days), so a DST change in between would add or drop an hour.
 EMAIL_THREADS_SQL = """
 WITH e AS (
     SELECT id, thread_id, lead_id, direction, activity_at FROM {emails}
@@ -50,7 +52,8 @@ SELECT t.thread_id, f.lead_id,
     CAST(t.outgoing_count AS BIGINT) AS outgoing_count,
     t.first_activity_at, t.last_activity_at, t.first_outgoing_at, r.first_reply_at,
     r.first_reply_at IS NOT NULL AS replied,
-    r.first_reply_at - t.first_outgoing_at AS time_to_first_reply
+    (r.first_reply_at AT TIME ZONE 'UTC') - (t.first_outgoing_at AT TIME ZONE 'UTC')
+        AS time_to_first_reply
 FROM totals t
 JOIN first_email f ON f.thread_id = t.thread_id
 LEFT JOIN first_reply r ON r.thread_id = t.thread_id
