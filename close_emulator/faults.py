@@ -1,0 +1,197 @@
+"""Fault injection: latency, 5xx errors, dropped/stalled/truncated responses, 429 storms and
+page drift. Random faults draw from a seeded `random.Random`, so runs are reproducible."""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "path_prefix": None,  # faults apply only to API paths starting with this
+    "latency_ms": 0.0,
+    "jitter_ms": 0.0,
+    "error_rate": 0.0,
+    "error_codes": [500, 502, 503, 504],
+    "html_error_fraction": 0.0,
+    "drop_rate": 0.0,
+    "stall_rate": 0.0,
+    "stall_seconds": 30.0,
+    "truncate_rate": 0.0,
+    "error_next": 0,
+    "error_status": 503,
+    "drop_next": 0,
+    "stall_next": 0,
+    "truncate_next": 0,
+    "storm_next": 0,
+    "storm_reset_seconds": 1.0,
+    "storm_ratelimit_header": True,
+    "storm_retry_after": True,
+    "storm_body_rate_reset": True,
+    "drift_after_page": 0,  # 0 = off
+    "drift_insert": 0,
+    "drift_delete": 0,
+    "drift_delete_served": False,  # delete already-served rows instead (shifts later pages up)
+}
+_DRIFT_KEYS = ("drift_after_page", "drift_insert", "drift_delete", "drift_delete_served")
+
+
+@dataclass
+class Decision:
+    """What to do to one API request."""
+
+    delay: float = 0.0  # seconds to sleep first
+    kind: str | None = None  # None, "drop", "stall", "error", "truncate" or "storm"
+    status: int = 0  # for "error"
+    html: bool = False  # for "error": a proxy's HTML page instead of JSON
+    seconds: float = 0.0  # stall duration, or the storm's reset time
+    ratelimit_header: bool = True  # storm switches
+    retry_after: bool = True
+    body_rate_reset: bool = True
+
+
+class Faults:
+    """The current fault settings (readable as attributes) and their runtime state."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def reset(self) -> None:
+        """Back to no faults at all."""
+        with self._lock:
+            self._values = copy.deepcopy(DEFAULTS)
+            self._rng = random.Random(0)
+            self._storm_last: float | None = None
+            self._drift_pages = 0
+            self._drift_done: dict[str, list[str]] | None = None
+
+    def set(self, **kwargs: Any) -> None:
+        """Change some settings; unknown keys raise ValueError. Setting a drift key re-arms it."""
+        unknown = set(kwargs) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")
+        with self._lock:
+            for key, value in kwargs.items():
+                self._values[key] = _coerce(key, value)
+            if "seed" in kwargs:
+                self._rng = random.Random(self._values["seed"])
+            if any(key in kwargs for key in _DRIFT_KEYS):
+                self._drift_pages = 0
+                self._drift_done = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings plus state: `drift_pages_seen` and `drift_done` (inserted/deleted ids)."""
+        with self._lock:
+            return {
+                **copy.deepcopy(self._values),
+                "drift_pages_seen": self._drift_pages,
+                "drift_done": copy.deepcopy(self._drift_done),
+            }
+
+    def applies(self, path: str) -> bool:
+        """Whether faults apply to this API path."""
+        prefix = self._values["path_prefix"]
+        return not prefix or path.startswith(prefix)
+
+    def decide(self) -> Decision:
+        """Pick the fault (at most one, plus latency) for the next API request."""
+        with self._lock:
+            v = self._values
+            rng = self._rng
+            delay = v["latency_ms"] / 1000
+            if v["jitter_ms"] > 0:
+                delay += rng.uniform(0, v["jitter_ms"]) / 1000
+            decision = Decision(delay=delay)
+            now = time.monotonic()
+            storm_early = (
+                self._storm_last is not None and now - self._storm_last < v["storm_reset_seconds"]
+            )
+            if v["storm_next"] > 0 or storm_early:
+                if not storm_early:
+                    v["storm_next"] -= 1
+                self._storm_last = now
+                decision.kind = "storm"
+                decision.seconds = v["storm_reset_seconds"]
+                decision.ratelimit_header = v["storm_ratelimit_header"]
+                decision.retry_after = v["storm_retry_after"]
+                decision.body_rate_reset = v["storm_body_rate_reset"]
+            elif self._take("error_next"):
+                decision.kind, decision.status = "error", v["error_status"]
+            elif self._take("drop_next"):
+                decision.kind = "drop"
+            elif self._take("stall_next"):
+                decision.kind, decision.seconds = "stall", v["stall_seconds"]
+            elif self._take("truncate_next"):
+                decision.kind = "truncate"
+            elif self._roll("drop_rate"):
+                decision.kind = "drop"
+            elif self._roll("stall_rate"):
+                decision.kind, decision.seconds = "stall", v["stall_seconds"]
+            elif self._roll("error_rate"):
+                decision.kind = "error"
+                decision.status = rng.choice(v["error_codes"])
+                decision.html = self._roll("html_error_fraction")
+            elif self._roll("truncate_rate"):
+                decision.kind = "truncate"
+            return decision
+
+    def _take(self, key: str) -> bool:
+        if self._values[key] > 0:
+            self._values[key] -= 1
+            return True
+        return False
+
+    def _roll(self, key: str) -> bool:
+        rate = self._values[key]
+        return rate > 0 and self._rng.random() < rate
+
+    def drift_due(self) -> bool:
+        """Count one served, date-filtered email list page; True once, after the P-th page."""
+        with self._lock:
+            if not self._values["drift_after_page"] or self._drift_done is not None:
+                return False
+            self._drift_pages += 1
+            if self._drift_pages < self._values["drift_after_page"]:
+                return False
+            self._drift_done = {"inserted": [], "deleted": []}
+            return True
+
+    def record_drift(self, inserted: list[str], deleted: list[str]) -> None:
+        """Remember what the drift inserted and deleted (shown by `as_dict`)."""
+        with self._lock:
+            self._drift_done = {"inserted": inserted, "deleted": deleted}
+
+    def drift_plan(self) -> tuple[int, int, bool]:
+        """(insert count, delete count, delete served rows) of the armed drift."""
+        v = self._values
+        return v["drift_insert"], v["drift_delete"], v["drift_delete_served"]
+
+
+def _coerce(key: str, value: Any) -> Any:
+    default = DEFAULTS[key]
+    if key == "path_prefix":
+        return None if value in (None, "") else str(value)
+    if key == "error_codes":
+        codes = [int(code) for code in value]
+        if not codes:
+            raise ValueError("error_codes must not be empty")
+        return codes
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    number = type(default)(value)
+    if number < 0:
+        raise ValueError(f"{key} must not be negative")
+    return number
