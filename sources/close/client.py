@@ -128,8 +128,9 @@ class RateLimiter:
     """Paces requests per endpoint group from Close's `RateLimit` header.
 
     Each answer tells how many requests are left in the current window and when it resets;
-    the limiter hands out that budget and, once it is spent (or after a 429), makes every
-    thread wait for the reset. Shared by all windows fetched concurrently.
+    the limiter hands out that budget, less the requests still in flight, and once it is
+    spent (or after a 429) makes every thread wait for the reset. Shared by all windows
+    fetched concurrently.
     """
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -137,6 +138,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._budget: dict[str, int] = {}
         self._reset_at: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
 
     def acquire(self, group: str) -> float:
         """Blocks until a request to `group` may be sent; returns the seconds waited."""
@@ -144,27 +146,26 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = time.monotonic()
-                reset_at = self._reset_at.get(group, 0.0)
-                if now >= reset_at:
-                    self._budget.pop(group, None)
-                    return waited
+                if now >= self._reset_at.get(group, 0.0):
+                    self._budget.pop(group, None)  # a new window: budget unknown until told
                 budget = self._budget.get(group)
                 if budget is None or budget > 0:
                     if budget is not None:
                         self._budget[group] = budget - 1
+                    self._in_flight[group] = self._in_flight.get(group, 0) + 1
                     return waited
-                delay = reset_at - now
+                delay = self._reset_at[group] - now
             self._sleep(delay)
             waited += delay
 
-    def observe(self, group: str, headers: Mapping[str, str]) -> None:
-        """Takes the remaining budget and reset time from an answer's `RateLimit` header."""
-        info = parse_ratelimit_header(headers.get("RateLimit"))
-        if "remaining" not in info or "reset" not in info:
-            return
+    def release(self, group: str, headers: Mapping[str, str] | None) -> None:
+        """Ends a request; its answer's `RateLimit` header sets the budget and reset time."""
+        info = parse_ratelimit_header(headers.get("RateLimit")) if headers else {}
         with self._lock:
-            self._budget[group] = int(info["remaining"])
-            self._reset_at[group] = time.monotonic() + info["reset"]
+            self._in_flight[group] = self._in_flight.get(group, 1) - 1
+            if "remaining" in info and "reset" in info:
+                self._budget[group] = max(0, int(info["remaining"]) - self._in_flight[group])
+                self._reset_at[group] = time.monotonic() + info["reset"]
 
     def block(self, group: str, seconds: float) -> None:
         """Stops all requests to `group` for `seconds` (after a 429)."""
@@ -253,12 +254,13 @@ class CloseClient:
             rate_waited += self.limiter.acquire(group)
             attempt += 1
             self.stats.add(requests=1)
+            response = None
             try:
                 response = self._session.request(
                     method, url, params=params, json=json, headers=headers, timeout=self.timeout
                 )
                 self._remember_server_time(response)
-                self.limiter.observe(group, response.headers)
+                self.limiter.release(group, response.headers)
                 if response.status_code == 200:
                     body = response.json()
                     self.stats.add(rate_wait_s=rate_waited)
@@ -266,6 +268,8 @@ class CloseClient:
             except ValueError:
                 last_problem = f"an unreadable answer to {method} {path}"
             except RETRYABLE_EXCEPTIONS as exc:
+                if response is None:
+                    self.limiter.release(group, None)
                 last_problem = f"{type(exc).__name__} on {method} {path}"
             else:
                 status = response.status_code
