@@ -16,8 +16,9 @@ def close(make_emulator, sync_env) -> EmulatorServer:  # noqa: ANN001
 
 def test_first_sync_equals_close_exactly(close: EmulatorServer) -> None:
     emulator = close.emulator
-    draft = next(e for e in emulator.all_emails() if e["status"] == "draft")
-    emulator.schedule_draft(draft["id"], emulator.clock.now() + timedelta(days=3))
+    lead = emulator.all_emails()[0]["lead_id"]
+    drafts = [emulator.create_email(lead_id=lead, status="draft") for _ in range(2)]
+    emulator.schedule_draft(drafts[0]["id"], emulator.clock.now() + timedelta(days=3))
     out = sync(close.base_url)
     emails = emulator.all_emails()
     assert {"draft", "scheduled", "sent", "inbox"} <= {e["status"] for e in emails}
