@@ -208,25 +208,29 @@ def _run(pipeline: dlt.Pipeline, source: Any) -> LoadInfo:
 
 
 class CrashSwitch(NullCollector):
-    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>` SIGKILLs this process during a run.
+    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>[:<run>]` SIGKILLs this process mid-run.
 
     dlt reports progress to a collector: `<step>` is `extract`, `normalize` or `load`, and
-    the process dies at the n-th progress update of that step (`0` = as the step starts).
-    The crash-safety tests use it to kill the real CLI mid-extract, between extract and
-    load, and mid-load. Unset (always, outside those tests) it does nothing.
+    the process dies at the n-th progress update of that step (`0` = as the step starts) of
+    the `<run>`-th pipeline run of this process (default 1; a backfill makes one run per
+    window chunk). The crash-safety tests use it to kill the real CLI mid-extract, between
+    extract and load, and mid-load. Unset (always, outside those tests) it does nothing.
     """
 
-    def __init__(self, step: str, updates: int) -> None:
-        self.kill_step, self.kill_after = step, updates
+    runs = 0
+
+    def __init__(self, step: str, updates: int, run: int) -> None:
+        self.kill_step, self.kill_after, self.kill_run = step, updates, run
         self.step, self.updates = "", 0
 
     @classmethod
-    def from_env(cls) -> "Collector":
+    def from_env(cls) -> Collector:
+        cls.runs += 1
         setting = os.environ.get("CLOSE_SYNC_KILL_AT")
         if not setting:
             return NullCollector()
-        step, _, updates = setting.partition(":")
-        return cls(step.lower(), int(updates or 0))
+        step, updates, run = (setting.split(":") + ["0", "1"])[:3]
+        return cls(step.lower(), int(updates or 0), int(run or 1))
 
     def _start(self, step: str) -> None:
         self.step, self.updates = step.lower(), 0
@@ -237,7 +241,11 @@ class CrashSwitch(NullCollector):
         self._maybe_kill()
 
     def _maybe_kill(self) -> None:
-        if self.step.startswith(self.kill_step) and self.updates >= self.kill_after:
+        if (
+            CrashSwitch.runs == self.kill_run
+            and self.step.startswith(self.kill_step)
+            and self.updates >= self.kill_after
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -1,29 +1,36 @@
 """Crash safety: the real CLI killed with SIGKILL at several points, then one clean rerun."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from close_emulator import EmulatorServer
 
-from .utils import assert_warehouse_equals, query, sync
+from .utils import assert_warehouse_equals, query, run_cli, sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli_sync(base_url: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def cli(base_url: str, args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """Runs the real command line in its own process, optionally killed at `kill_at`."""
     env = dict(os.environ, SOURCES__CLOSE__BASE_URL=base_url, PYTHONPATH=str(ROOT))
     env.pop("CLOSE_SYNC_KILL_AT", None)
     if kill_at:
         env["CLOSE_SYNC_KILL_AT"] = kill_at
-    command = [sys.executable, "-m", "pipelines.close_emails", "sync",
+    command = [sys.executable, "-m", "pipelines.close_emails", *args,
                "--destination", env["DESTINATION"], "--dataset", env["DATASET"],
                "--pipeline-name", env["PIPELINE_NAME"]]  # fmt: skip
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def cli_sync(base_url: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    return cli(base_url, ["sync"], kill_at)
 
 
 def change_emails(close: EmulatorServer, round_: int) -> None:
@@ -81,3 +88,33 @@ def test_first_sync_killed_mid_extract_then_rerun_equals_close(
     rerun = cli_sync(close.base_url)
     assert rerun.returncode == 0, rerun.stderr
     assert_warehouse_equals(close.emulator.all_emails())
+
+
+def test_killed_backfill_resumes_from_the_last_loaded_window(
+    make_emulator,
+    sync_env,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    close = make_emulator(emails=600, seed=23)
+    sync(close.base_url)
+    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "20")
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "1")  # one window per load
+    now = close.emulator.clock.now()
+    start, end = (now - timedelta(days=200)).date(), (now - timedelta(days=40)).date()
+    args = ["backfill", "--start", start.isoformat(), "--end", end.isoformat()]
+    state_before = status_cursors()
+
+    killed = cli(close.base_url, args, kill_at="extract:1:4")  # dies in the 4th window
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = cli(close.base_url, args)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = re.search(r"^backfill\.resumed_from: (.+)$", rerun.stdout, re.MULTILINE)
+    assert resumed and resumed.group(1).startswith((start + timedelta(days=60)).isoformat())
+    assert status_cursors() == state_before
+    assert_warehouse_equals(close.emulator.all_emails())
+
+
+def status_cursors() -> list[str]:
+    code, out, _ = run_cli("status")
+    assert code == 0
+    return [line for line in out.splitlines() if line.startswith("cursor.")]
