@@ -26,7 +26,7 @@ WORK = ROOT / ".bench" / "sync"
 
 def run_sync(env: dict[str, str], destination: str) -> tuple[float, str]:
     command = [sys.executable, "-m", "pipelines.close_emails", "sync", "--destination", destination]
-    command += ["--pipeline-name", "close_bench", "--dataset", "close_bench"]
+    command += ["--pipeline-name", "close_bench", "--dataset", "close"]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=WORK, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
