@@ -104,3 +104,13 @@ def test_bad_api_key_fails_with_one_line_and_loads_nothing(
     assert "a-wrong-key" not in err + out
     code, out, _ = run_cli("status")
     assert code == 0 and "no successful run yet" in out
+
+
+def test_fields_close_adds_later_become_new_columns(close: EmulatorServer) -> None:
+    sync(close.base_url)
+    lead = close.emulator.all_emails()[0]["lead_id"]
+    email = close.emulator.create_email(lead_id=lead, status="inbox", subject="future")
+    close.emulator.update_email(email["id"], is_forwarded=True, ai_summary="short")
+    sync(close.base_url)
+    rows = query(f"SELECT is_forwarded, ai_summary FROM {{ds}}.emails WHERE id = '{email['id']}'")
+    assert rows == [{"is_forwarded": True, "ai_summary": "short"}]
