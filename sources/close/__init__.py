@@ -128,9 +128,7 @@ def close_source(
         `emails` (the walk) and `email_changes` (event log, reconciliation), both writing
         the `emails` table and its child tables.
     """
-    run_stats: RunStats = stats or RunStats()
-    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
-    client.stats = run_stats.requests
+    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats)
     fields = None if include_bodies else NON_BODY_FIELDS
     window = timedelta(days=window_days)
     run: dict[str, Any] = {}  # hand-over from the walk to the change scan within one run
@@ -235,9 +233,7 @@ def close_backfill(
     Returns:
         `email_backfill`, writing the `emails` table and its child tables.
     """
-    run_stats: RunStats = stats or RunStats()
-    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
-    client.stats = run_stats.requests
+    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats)
     fields = None if include_bodies else NON_BODY_FIELDS
 
     def backfill() -> Iterator[TDataItems]:
@@ -278,6 +274,16 @@ def backfill_progress(state: dict[str, Any], start: datetime, end: datetime) -> 
         progress = {"done_until": format_timestamp(start), "finished": False}
         backfills[backfill_key(start, end)] = progress
     return progress  # type: ignore[no-any-return]
+
+
+def _connect(
+    api_key: str, base_url: str, request_timeout: float, max_attempts: int, stats: Any | None
+) -> tuple[CloseClient, RunStats]:
+    """The API client of one run, counting into the run's stats."""
+    run_stats: RunStats = stats or RunStats()
+    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
+    client.stats = run_stats.requests
+    return client, run_stats
 
 
 def _emails_resource(generator: Any, name: str) -> DltResource:
