@@ -131,7 +131,9 @@ def _int(params: dict[str, str], name: str, default: int) -> int:
 
 
 def _limit(params: dict[str, str], default: int, maximum: int) -> int:
-    limit = _int(params, "_limit", default)
+    """`_limit`, at most `maximum`; without `_limit` the default, capped at the maximum (as in
+    Close's framework: only an explicit `_limit` over the maximum is an error)."""
+    limit = _int(params, "_limit", min(default, maximum))
     if limit > maximum:
         message = (
             "The limit you set is larger than the maximum limit for this resource "

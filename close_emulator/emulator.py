@@ -346,6 +346,8 @@ class Emulator:
     ) -> list[str]:
         """Merge `source` into `destination`: its emails move (an 'updated' event each) and the
         source lead is deleted; all events carry the merge ids in `meta`."""
+        if source_lead_id == destination_lead_id:  # would delete the lead and keep its emails
+            raise ValueError(f"cannot merge lead {source_lead_id} into itself")
         meta = {
             "merge_source_lead_id": source_lead_id,
             "merge_destination_lead_id": destination_lead_id,
