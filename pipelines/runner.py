@@ -229,8 +229,9 @@ class CrashSwitch(NullCollector):
         setting = os.environ.get("CLOSE_SYNC_KILL_AT")
         if not setting:
             return NullCollector()
-        step, updates, run = (setting.split(":") + ["0", "1"])[:3]
-        return cls(step.lower(), int(updates or 0), int(run or 1))
+        parts = setting.split(":")
+        step, updates, run = parts + ["0", "1"][len(parts) - 1 :]  # defaults: n=0, run=1
+        return cls(step.lower(), int(updates), int(run))
 
     def _start(self, step: str) -> None:
         self.step, self.updates = step.lower(), 0
