@@ -145,3 +145,13 @@ def test_contract_column_list_matches_the_contract() -> None:
 
 def backticked(text: str) -> set[str]:
     return set(re.findall(r"`(\w+)`", text))
+
+
+def test_readme_queries_are_the_tested_ones_of_docs_queries() -> None:
+    """The README shows copies of example queries; each must be one that docs/queries.md
+    holds (and test_views.py runs with known answers)."""
+    sql_block = re.compile(r"```sql\n(.*?)```", re.S)
+    readme_queries = sql_block.findall((ROOT / "README.md").read_text())
+    tested = sql_block.findall((ROOT / "docs" / "queries.md").read_text())
+    assert readme_queries, "the README shows no example query"
+    assert all(query in tested for query in readme_queries)
