@@ -202,8 +202,18 @@ def _empty_relation(spec: ColumnSpec, dialect: str) -> str:
 
 
 def _postgres_extras(dataset: str, existing: set[str]) -> list[str]:
-    """Indexes for joins by `email_id`, and the column descriptions as comments."""
+    """`emails.id` as primary key, indexes for joins by `email_id`, descriptions as comments.
+
+    dlt declares no primary-key constraint (its staging copy may hold two versions of an
+    email), so the key is added once to the merged table, which never does.
+    """
     statements = []
+    if "emails" in existing:
+        statements.append(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'p'"
+            f" AND conrelid = '{dataset}.emails'::regclass) THEN"
+            f" ALTER TABLE {dataset}.emails ADD PRIMARY KEY (id); END IF; END $$"
+        )
     for key, (view, spec, description) in CHILD_TABLES.items():
         table = f"emails__{key}"
         if table in existing:

@@ -90,6 +90,12 @@ def test_contract_types_comments_and_indexes(close: EmulatorServer) -> None:
     assert ids["n"] == ids["d"] == len(emulator.all_emails())
 
     dataset = os.environ["DATASET"]
+    primary_key = query(
+        "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid"
+        f" AND a.attnum = ANY(c.conkey) WHERE c.contype = 'p'"
+        f" AND c.conrelid = '\"{dataset}\".emails'::regclass"
+    )
+    assert primary_key == [{"attname": "id"}]
 
     def comment(relation: str, column: str) -> str | None:
         return query(

@@ -114,3 +114,19 @@ def test_fields_close_adds_later_become_new_columns(close: EmulatorServer) -> No
     sync(close.base_url)
     rows = query(f"SELECT is_forwarded, ai_summary FROM {{ds}}.emails WHERE id = '{email['id']}'")
     assert rows == [{"is_forwarded": True, "ai_summary": "short"}]
+
+
+def test_a_window_larger_than_max_skip_is_walked_whole(
+    make_emulator,
+    sync_env,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    close = make_emulator(emails=800, seed=13, max_skip=150)
+    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")  # one window of 8 pages
+    sync(close.base_url, "--no-bodies")
+    lists = [
+        e for e in close.emulator.request_log.snapshot() if e.path.endswith("/activity/email/")
+    ]
+    assert len(lists) >= 8 and all(e.status == 200 for e in lists)
+    assert max(int(e.query.get("_skip", 0)) for e in lists) <= 150
+    assert_warehouse_equals(close.emulator.all_emails(), include_bodies=False)
