@@ -39,8 +39,18 @@ def status(key: str) -> str:
 
 
 def test_changes_to_old_emails_reach_the_warehouse(close: EmulatorServer) -> None:
-    sync(close.base_url)
     emulator = close.emulator
+    months_ago = (emulator.clock.now() - timedelta(days=120)).isoformat()
+    draft, scheduled = (
+        emulator.create_email(
+            lead_id="lead_old",
+            status=status,
+            date_created=months_ago,
+            date_scheduled=None if status == "draft" else months_ago,
+        )  # fmt: skip
+        for status in ("draft", "scheduled")
+    )
+    sync(close.base_url)
     sent = old_emails(close, status="sent", direction="outgoing")
     opened, replied, edited, reassigned = sent[0], sent[1], sent[2], sent[3]
     emulator.record_open(opened["id"])
@@ -50,13 +60,14 @@ def test_changes_to_old_emails_reach_the_warehouse(close: EmulatorServer) -> Non
     emulator.reassign_lead(reassigned["id"], new_lead)
     with_attachments = next(e for e in sent[4:] if e.get("attachments"))
     emulator.remove_attachment(with_attachments["id"], 0)
-    draft = old_emails(close, status="draft")[0]
     emulator.schedule_draft(draft["id"], emulator.clock.now() + timedelta(days=2))
-    scheduled = old_emails(close, status="scheduled")[0]
     emulator.send_email(scheduled["id"])
 
     out = sync(close.base_url)
     assert_warehouse_equals(emulator.all_emails())
+    statuses = query("SELECT id, status FROM {{ds}}.emails WHERE id IN ('{}', '{}') ORDER BY status".format(draft["id"], scheduled["id"]))  # fmt: skip
+    assert statuses == [{"id": draft["id"], "status": "scheduled"},
+                        {"id": scheduled["id"], "status": "sent"}]  # fmt: skip
     row = query(f"SELECT has_reply, lead_id FROM {{ds}}.emails WHERE id = '{replied['id']}'")
     assert row == [{"has_reply": True, "lead_id": replied["lead_id"]}]
     assert query(f"SELECT id FROM {{ds}}.emails WHERE id = '{reply['id']}'")
