@@ -10,6 +10,7 @@ timestamp, so inserts and deletes elsewhere in the window cannot shift the pages
 """
 
 import email.utils
+import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,8 @@ from .settings import (
     MAX_URL_ID_LIST_CHARS,
     PAGE_LIMIT,
 )
+
+logger = logging.getLogger(__name__)
 
 TIMESTAMP_FIELDS = ("date_created", "date_updated", "date_sent", "date_scheduled", "activity_at")
 RECIPIENT_ROLES = ("from", "sender", "to", "cc", "bcc", "reply_to")
@@ -222,35 +225,48 @@ def walk_window(
 
     Pages are anchored at the oldest `date_created` seen so far (see the module docstring),
     which makes the walk immune to `_skip` drift and keeps `_skip` far below `max_skip`.
+    Anchoring relies on Close's newest-first order, which is observed, not documented: a
+    page out of that order switches the window to plain `_skip` paging from its start.
     """
     base = window.params()
     if fields:
         base["_fields"] = ",".join(sorted(set(fields) | {"id", "date_created"}))
+    anchored = True
     anchor: datetime | None = None
-    seen_at_anchor = 0
+    seen_at_anchor = 0  # rows seen with date_created == anchor (anchored paging)
+    listed = 0  # rows listed since the window's start (plain paging)
     seen_ids: set[str] = set()
     while True:
-        params: dict[str, Any] = dict(base, _limit=PAGE_LIMIT, _skip=seen_at_anchor)
-        if anchor is not None:
+        skip = seen_at_anchor if anchored else listed
+        params: dict[str, Any] = dict(base, _limit=PAGE_LIMIT, _skip=skip)
+        if anchored and anchor is not None:
             params["date_created__lte"] = format_timestamp(anchor)
-        if seen_at_anchor > MAX_SKIP:
+        if skip > MAX_SKIP:
             raise CloseApiError(
-                f"more than {MAX_SKIP} emails share the timestamp {anchor}: cannot page past them"
+                f"more than {MAX_SKIP} emails in the window {window.start} - {window.end}"
+                " cannot be paged; lower window_days"
             )
         page = client.get(EMAILS_PATH, params)
         emails = page.get("data") or []
+        listed += len(emails)
         fresh = [e for e in emails if e["id"] not in seen_ids]
         if fresh:
             seen_ids.update(e["id"] for e in fresh)
             yield fresh
         if not page.get("has_more") or not emails:
             return
-        for email_obj in emails:
-            created = parse_timestamp(email_obj["date_created"])
-            if anchor is not None and created == anchor:
+        if not anchored:
+            continue
+        created = [parse_timestamp(e["date_created"]) for e in emails]
+        if any(newer > older for older, newer in zip(created, created[1:], strict=False)):  # type: ignore[operator]
+            logger.warning("Close listed emails out of newest-first order: plain _skip paging")
+            anchored, listed = False, 0
+            continue
+        for moment in created:
+            if moment == anchor:
                 seen_at_anchor += 1
-            elif anchor is None or created < anchor:  # type: ignore[operator]
-                anchor, seen_at_anchor = created, 1
+            elif anchor is None or moment < anchor:  # type: ignore[operator]
+                anchor, seen_at_anchor = moment, 1
 
 
 def walk_windows(

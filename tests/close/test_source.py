@@ -6,7 +6,13 @@ import dlt
 
 from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
-from sources.close.helpers import email_to_row, make_windows, parse_rfc2822, parse_timestamp
+from sources.close.helpers import (
+    email_to_row,
+    make_windows,
+    parse_rfc2822,
+    parse_timestamp,
+    walk_window,
+)
 
 
 def test_timestamps_in_every_close_format() -> None:
@@ -70,3 +76,28 @@ def test_one_load_with_two_versions_keeps_the_newest(tmp_path) -> None:  # noqa:
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT subject FROM emails") == [("new",)]
         assert client.execute_sql("SELECT filename FROM emails__attachments") == [("c",)]
+
+
+class ListingStub:
+    """Stands in for the client: lists 250 emails oldest first, as Close is NOT known to."""
+
+    def __init__(self) -> None:
+        start = datetime(2024, 1, 1, tzinfo=UTC)
+        self.emails = [
+            {"id": f"acti_{i:03}", "date_created": (start + timedelta(minutes=i)).isoformat()}
+            for i in range(250)
+        ]
+
+    def get(self, path: str, params: dict) -> dict:
+        skip, limit = params["_skip"], params["_limit"]
+        rows = [e for e in self.emails if "date_created__lte" not in params
+                or parse_timestamp(e["date_created"]) <= parse_timestamp(params["date_created__lte"])]  # fmt: skip
+        return {"data": rows[skip : skip + limit], "has_more": len(rows) > skip + limit}
+
+
+def test_walk_falls_back_to_plain_paging_when_the_order_is_not_newest_first() -> None:
+    stub = ListingStub()
+    window = make_windows("date_created", datetime(2024, 1, 1, tzinfo=UTC),
+                          datetime(2024, 2, 1, tzinfo=UTC), timedelta(days=31))[0]  # fmt: skip
+    ids = [e["id"] for page in walk_window(stub, window) for e in page]  # type: ignore[arg-type]
+    assert sorted(ids) == [e["id"] for e in stub.emails]
