@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .runner import (
-    RunFailed,
     describe_failure,
     make_pipeline,
     run_backfill,
@@ -124,14 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = status_report(pipeline)
             print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
             return 0
-        include_bodies = None if not args.no_bodies else False
+        include_bodies = False if args.no_bodies else None  # None: as configured
         if args.command == "sync":
             summary = run_sync(pipeline, include_bodies=include_bodies, reconcile=args.reconcile)
         else:
             summary = run_backfill(pipeline, args.start, args.end, include_bodies=include_bodies)
-    except RunFailed as failure:
-        print(f"error: {failure}", file=sys.stderr)
-        return 1
     except Exception as exc:  # expected failures arrive wrapped by dlt; say them in one line
         message = describe_failure(exc)
         if message is None:

@@ -44,10 +44,6 @@ TABLES = ["emails", *view_names()]
 dlt.config["sources.close.extract.next_item_mode"] = "fifo"
 
 
-class RunFailed(Exception):
-    """An expected failure, already phrased as one line for the user."""
-
-
 def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pipeline:
     """The dlt pipeline; DuckDB's file defaults to `<pipeline_name>.duckdb` in the cwd."""
     return dlt.pipeline(
@@ -103,12 +99,11 @@ def run_sync(
     _finish_pending(pipeline)
     stats = RunStats()
     before = _email_count(pipeline)
-    options: dict[str, Any] = {"reconcile": reconcile} if reconcile else {}
-    if include_bodies is not None:
-        options["include_bodies"] = include_bodies
-    source = close_source(warehouse=SqlWarehouse(pipeline), stats=stats, **options)
-    info = _run(pipeline, source)
-    return _summary(pipeline, "sync", info, stats, before)
+    options = _source_options(include_bodies)
+    if reconcile:
+        options["reconcile"] = True
+    _run(pipeline, close_source(warehouse=SqlWarehouse(pipeline), stats=stats, **options))
+    return _summary(pipeline, "sync", stats, before)
 
 
 def run_backfill(
@@ -118,17 +113,17 @@ def run_backfill(
     _finish_pending(pipeline)
     stats = RunStats()
     before = _email_count(pipeline)
-    options: dict[str, Any] = {} if include_bodies is None else {"include_bodies": include_bodies}
+    options = _source_options(include_bodies)
     resumed_from = _backfill_saved_progress(pipeline, start, end)
     while True:  # one window chunk per run: each is loaded (with its progress) before the next
         source = close_backfill(
             start, end, warehouse=SqlWarehouse(pipeline), stats=stats, **options
         )
-        info = _run(pipeline, source)
+        _run(pipeline, source)
         progress = _backfill_saved_progress(pipeline, start, end)
         if progress is None or progress.get("finished"):
             break
-    summary = _summary(pipeline, "backfill", info, stats, before)
+    summary = _summary(pipeline, "backfill", stats, before)
     summary["backfill.range"] = f"[{start.isoformat()}, {end.isoformat()})"
     summary["backfill.resumed_from"] = (resumed_from or {}).get("done_until") or start.isoformat()
     return summary
@@ -199,6 +194,11 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return type(exc).__name__ == "OperationalError" and any(
         marker in str(exc) for marker in ("could not connect", "Connection refused", "timeout")
     )
+
+
+def _source_options(include_bodies: bool | None) -> dict[str, Any]:
+    """Source arguments from the command line; what it leaves out comes from dlt config."""
+    return {} if include_bodies is None else {"include_bodies": include_bodies}
 
 
 def _run(pipeline: dlt.Pipeline, source: Any) -> LoadInfo:
@@ -311,9 +311,7 @@ def _last_load(pipeline: dlt.Pipeline) -> str | None:
     return value.isoformat() if value else None
 
 
-def _summary(
-    pipeline: dlt.Pipeline, command: str, info: LoadInfo | None, stats: RunStats, before: int
-) -> dict[str, Any]:
+def _summary(pipeline: dlt.Pipeline, command: str, stats: RunStats, before: int) -> dict[str, Any]:
     after = _email_count(pipeline)
     trace = pipeline.last_trace
     row_counts = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}

@@ -30,7 +30,7 @@ from .changes import (
     Warehouse,
     event_log_gap,
     event_log_reaches,
-    oldest_email_created,
+    first_email_start,
     reconcile_history,
     refresh,
     scan_events,
@@ -153,7 +153,7 @@ def close_source(
             run["fresh_event_cursor"] = True
         start = date_created.start_value
         if date_created.last_value is None or start == date_created.initial_value:
-            start = max(start, oldest_email_created(client) or start)
+            start = first_email_start(client, start)
         windows = make_windows("date_created", start, started - WALK_SAFETY_LAG, window)
         run_stats.windows += len(windows)
         for page in walk_windows(client, windows, concurrency, fields):
@@ -281,8 +281,8 @@ def _connect(
 ) -> tuple[CloseClient, RunStats]:
     """The API client of one run, counting into the run's stats."""
     run_stats: RunStats = stats or RunStats()
-    client = CloseClient(api_key, base_url, (CONNECT_TIMEOUT_S, request_timeout), max_attempts)
-    client.stats = run_stats.requests
+    timeout = (CONNECT_TIMEOUT_S, request_timeout)
+    client = CloseClient(api_key, base_url, timeout, max_attempts, stats=run_stats.requests)
     return client, run_stats
 
 

@@ -49,7 +49,6 @@ class RunStats:
     def __init__(self) -> None:
         self.requests = RequestStats()
         self.deleted = 0
-        self.refetched = 0
         self.reconciled_because: str | None = None
         self.windows = 0
 
@@ -79,14 +78,15 @@ def event_log_reaches(client: CloseClient, moment: datetime) -> bool:
     return bool(page.get("data"))
 
 
-def oldest_email_created(client: CloseClient) -> datetime | None:
-    """`date_created` of the oldest email (one request), so the first walk skips empty years."""
+def first_email_start(client: CloseClient, start: datetime) -> datetime:
+    """`start`, or the oldest email's `date_created` if later (one request), so that a walk of
+    the whole history skips the empty years before the first email."""
     page = client.get(
         ACTIVITIES_PATH,
         {"_type": "Email", "_order_by": "date_created", "_limit": 1, "_fields": "date_created"},
     )
     data = page.get("data") or []
-    return parse_timestamp(data[0]["date_created"]) if data else None
+    return max(start, parse_timestamp(data[0]["date_created"])) if data else start
 
 
 def event_log_gap(
@@ -130,9 +130,9 @@ def refresh(
     # Markers must outrank any version of the email in the same load (dedup keeps the newest
     # `date_updated`): date them after Close's answer that showed the email gone.
     deleted_at = client.last_server_time() + timedelta(seconds=1)
-    batch.extend(deletion_marker(email_id, deleted_at) for email_id in set(ids) - found)
-    stats.refetched += len(found)
-    stats.deleted += len(set(ids) - found)
+    gone = set(ids) - found
+    batch.extend(deletion_marker(email_id, deleted_at) for email_id in gone)
+    stats.deleted += len(gone)
     if batch:
         yield batch
 
@@ -155,8 +155,7 @@ def reconcile_history(
     """
     if warehouse is None:
         raise ValueError("reconciliation needs a warehouse to compare with")
-    oldest = oldest_email_created(client) or start
-    windows = make_windows("date_created", max(start, oldest), until, window)
+    windows = make_windows("date_created", first_email_start(client, start), until, window)
     in_close: dict[str, datetime | None] = {}
     for page in walk_windows(client, windows, concurrency, ("id", "date_updated")):
         in_close.update((e["id"], parse_timestamp(e.get("date_updated"))) for e in page)

@@ -182,6 +182,7 @@ class CloseClient:
         base_url: API root, e.g. `https://api.close.com/api/v1`.
         timeout: (connect, read) timeouts in seconds.
         max_attempts: tries per request for 5xx answers, dropped connections and timeouts.
+        stats: counters to add to (e.g. the run's), else fresh ones.
     """
 
     def __init__(
@@ -192,6 +193,7 @@ class CloseClient:
         max_attempts: int = MAX_ATTEMPTS,
         backoff_base_s: float = BACKOFF_BASE_S,
         sleep: Callable[[float], None] = time.sleep,
+        stats: RequestStats | None = None,
     ) -> None:
         if not api_key or not api_key.strip():
             raise CloseAuthError(
@@ -202,7 +204,7 @@ class CloseClient:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
-        self.stats = RequestStats()
+        self.stats = stats or RequestStats()
         self.limiter = RateLimiter(sleep)
         self._sleep = sleep
         self._session = requests.Session()
