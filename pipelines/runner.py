@@ -10,13 +10,13 @@ pending packages and then extracts fresh data, in the same invocation.
 import logging
 import os
 import signal
+from collections import Counter
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.common.pipeline import LoadInfo
 from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
@@ -102,8 +102,8 @@ def run_sync(
     options = _source_options(include_bodies)
     if reconcile:
         options["reconcile"] = True
-    _run(pipeline, close_source(warehouse=SqlWarehouse(pipeline), stats=stats, **options))
-    return _summary(pipeline, "sync", stats, before)
+    rows = _run(pipeline, close_source(warehouse=SqlWarehouse(pipeline), stats=stats, **options))
+    return _summary(pipeline, "sync", stats, before, rows)
 
 
 def run_backfill(
@@ -115,15 +115,16 @@ def run_backfill(
     before = _email_count(pipeline)
     options = _source_options(include_bodies)
     resumed_from = _backfill_saved_progress(pipeline, start, end)
+    rows: Counter[str] = Counter()
     while True:  # one window chunk per run: each is loaded (with its progress) before the next
         source = close_backfill(
             start, end, warehouse=SqlWarehouse(pipeline), stats=stats, **options
         )
-        _run(pipeline, source)
+        rows.update(_run(pipeline, source))
         progress = _backfill_saved_progress(pipeline, start, end)
         if progress is None or progress.get("finished"):
             break
-    summary = _summary(pipeline, "backfill", stats, before)
+    summary = _summary(pipeline, "backfill", stats, before, rows)
     summary["backfill.range"] = f"[{start.isoformat()}, {end.isoformat()})"
     summary["backfill.resumed_from"] = (resumed_from or {}).get("done_until") or start.isoformat()
     return summary
@@ -201,13 +202,14 @@ def _source_options(include_bodies: bool | None) -> dict[str, Any]:
     return {} if include_bodies is None else {"include_bodies": include_bodies}
 
 
-def _run(pipeline: dlt.Pipeline, source: Any) -> LoadInfo:
+def _run(pipeline: dlt.Pipeline, source: Any) -> dict[str, int]:
+    """Extracts, normalizes and loads `source`, refreshes the views; rows loaded per table."""
     fmt = LOADER_FILE_FORMAT.get(pipeline.destination.destination_name)
     pipeline.collector = CrashSwitch.from_env()
-    info = pipeline.run(source, loader_file_format=fmt)
-    info.raise_on_failed_jobs()
+    pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()
     _refresh_views(pipeline)
-    return info
+    normalized = pipeline.last_trace.last_normalize_info
+    return dict(normalized.row_counts) if normalized else {}
 
 
 class CrashSwitch(NullCollector):
@@ -311,10 +313,10 @@ def _last_load(pipeline: dlt.Pipeline) -> str | None:
     return value.isoformat() if value else None
 
 
-def _summary(pipeline: dlt.Pipeline, command: str, stats: RunStats, before: int) -> dict[str, Any]:
+def _summary(
+    pipeline: dlt.Pipeline, command: str, stats: RunStats, before: int, row_counts: dict[str, int]
+) -> dict[str, Any]:
     after = _email_count(pipeline)
-    trace = pipeline.last_trace
-    row_counts = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
     loaded_emails = row_counts.get("emails", 0)
     new = max(0, after - before + stats.deleted)
     summary: dict[str, Any] = {
