@@ -23,11 +23,11 @@ DEMO_KEY = "api_demo_key"
 PG_DEFAULT = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 
 
-def run_cli(*args: str, env: dict[str, str], destination: str, dataset: str) -> None:
+def run_cli(*args: str, env: dict[str, str], destination: str, dataset: str, cwd: Path) -> None:
     command = [sys.executable, "-m", "pipelines.close_emails", *args]
     command += ["--pipeline-name", PIPELINE, "--destination", destination, "--dataset", dataset]
     print(f"\n$ python -m pipelines.close_emails {' '.join(args)}", flush=True)
-    subprocess.run(command, env=env, cwd=DEMO_DIR, check=True)
+    subprocess.run(command, env=env, cwd=cwd, check=True)
 
 
 def analyst_query(env: dict[str, str], destination: str, dataset: str) -> None:
@@ -72,30 +72,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
     parser.add_argument("--emails", type=int, default=20000)
+    parser.add_argument("--workdir", type=Path, default=DEMO_DIR, help="wiped and reused")
+    parser.add_argument("--dataset", help="default: close (DuckDB), close_demo (PostgreSQL)")
     args = parser.parse_args()
 
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir()
-    dataset = "close" if args.destination == "duckdb" else "close_demo"
+    workdir: Path = args.workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    dataset = args.dataset or ("close" if args.destination == "duckdb" else "close_demo")
     print(f"Starting the Close emulator with {args.emails} emails ...", flush=True)
     with EmulatorProcess(["--emails", str(args.emails), "--seed", "1"]) as emulator:
         env = dict(
             os.environ,
             SOURCES__CLOSE__API_KEY=DEMO_KEY,
             SOURCES__CLOSE__BASE_URL=emulator.base_url,
-            DESTINATION__DUCKDB__CREDENTIALS=str(DEMO_DIR / f"{PIPELINE}.duckdb"),
-            DLT_DATA_DIR=str(DEMO_DIR / "dlt"),
+            DESTINATION__DUCKDB__CREDENTIALS=str(workdir / f"{PIPELINE}.duckdb"),
+            DLT_DATA_DIR=str(workdir / "dlt"),
             DLT_PROJECT_DIR=str(ROOT),
             PYTHONPATH=str(ROOT),
         )
         env.setdefault("DESTINATION__POSTGRES__CREDENTIALS", PG_DEFAULT)
         if args.destination == "postgres":
             _drop_postgres_dataset(env["DESTINATION__POSTGRES__CREDENTIALS"], dataset)
-        run_cli("sync", env=env, destination=args.destination, dataset=dataset)
+        run_cli("sync", env=env, destination=args.destination, dataset=dataset, cwd=workdir)
         analyst_query(env, args.destination, dataset)
         change_some_emails(emulator)
-        run_cli("sync", env=env, destination=args.destination, dataset=dataset)
-        run_cli("status", env=env, destination=args.destination, dataset=dataset)
+        run_cli("sync", env=env, destination=args.destination, dataset=dataset, cwd=workdir)
+        run_cli("status", env=env, destination=args.destination, dataset=dataset, cwd=workdir)
     print("\nEmulator stopped. The demo's data is in .demo/ (make clean removes it).")
 
 
