@@ -23,8 +23,8 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from sources.close import RunStats, backfill_key, close_backfill, close_source
 from sources.close.client import CloseApiError
-from sources.close.helpers import parse_timestamp
 from sources.close.settings import DEFAULT_EVENT_RETENTION_DAYS
+from sources.close.timestamps import parse_timestamp
 from sources.close.views import refresh_views, view_names
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
-from dlt.common.schema.typing import TWriteDispositionConfig
 from dlt.sources import DltResource, TDataItems
 
 from .changes import (
@@ -36,15 +35,7 @@ from .changes import (
     scan_events,
 )
 from .client import CloseClient
-from .columns import CHILD_TABLES, DELETED_COLUMN, EMAIL_COLUMNS, to_hints
-from .helpers import (
-    NON_BODY_FIELDS,
-    email_to_row,
-    format_timestamp,
-    make_windows,
-    parse_timestamp,
-    walk_windows,
-)
+from .rows import EMAIL_HINTS, MERGE, NESTED_HINTS, NON_BODY_FIELDS, email_to_row
 from .settings import (
     CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
@@ -61,6 +52,8 @@ from .settings import (
     THREAD_OBJECT_TYPE,
     WALK_SAFETY_LAG,
 )
+from .timestamps import format_timestamp, parse_timestamp
+from .walk import make_windows, walk_windows
 
 __all__ = [
     "close_source",
@@ -72,23 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
-EMAIL_HINTS = {
-    **to_hints(EMAIL_COLUMNS),
-    "date_updated": {**to_hints(EMAIL_COLUMNS)["date_updated"], "dedup_sort": "desc"},
-    DELETED_COLUMN: {
-        "name": DELETED_COLUMN,
-        "data_type": "bool",
-        "nullable": True,
-        "hard_delete": True,
-        "description": "Deletion marker used by the merge; never true in a stored row",
-    },
-}
-NESTED_HINTS = {
-    key: dlt.mark.make_nested_hints(columns=list(to_hints(spec).values()))
-    for key, (_view, spec, _description) in CHILD_TABLES.items()
-}
 
 
 @dlt.source(name="close")

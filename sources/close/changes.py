@@ -15,16 +15,10 @@ from typing import Any, Protocol
 from dlt.sources import TDataItems
 
 from .client import CloseClient, RequestStats
-from .helpers import (
-    deletion_marker,
-    email_to_row,
-    fetch_by_ids,
-    format_timestamp,
-    make_windows,
-    parse_timestamp,
-    walk_windows,
-)
+from .rows import deletion_marker, email_to_row
 from .settings import ACTIVITIES_PATH, EVENT_PAGE_LIMIT, EVENTS_PATH
+from .timestamps import format_timestamp, parse_timestamp
+from .walk import fetch_by_ids, make_windows, walk_windows
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ three places — the `RateLimit: limit=…, remaining=…, reset=…` header, `R
 429 body's `error.rate_reset` — and a client must never retry sooner than the longest of
 them. Pacing from the `RateLimit` header before a 429 is hit, a shared limiter for
 concurrent windows, and counters for the run summary are not expressible there either. The
-pagination (anchored `_skip`, see `helpers.walk_window`) is not an `OffsetPaginator` walk.
+pagination (anchored `_skip`, see `walk.walk_window`) is not an `OffsetPaginator` walk.
 So this module keeps a plain `requests.Session` and owns the retry loop.
 """
 

@@ -6,13 +6,9 @@ import dlt
 
 from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
-from sources.close.helpers import (
-    email_to_row,
-    make_windows,
-    parse_rfc2822,
-    parse_timestamp,
-    walk_window,
-)
+from sources.close.rows import email_to_row
+from sources.close.timestamps import parse_rfc2822, parse_timestamp
+from sources.close.walk import make_windows, walk_window
 
 
 def test_timestamps_in_every_close_format() -> None:

@@ -9,184 +9,20 @@ timestamp, so inserts and deletes elsewhere in the window cannot shift the pages
 `_skip` stays tiny however large the window is (Close caps it at 250,000).
 """
 
-import email.utils
 import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import pendulum
-
 from .client import CloseApiError, CloseClient
-from .columns import DELETED_COLUMN
-from .settings import (
-    BODY_FIELDS,
-    EMAILS_PATH,
-    ID_BATCH_SIZE,
-    MAX_SKIP,
-    MAX_URL_ID_LIST_CHARS,
-    PAGE_LIMIT,
-)
+from .settings import EMAILS_PATH, ID_BATCH_SIZE, MAX_SKIP, MAX_URL_ID_LIST_CHARS, PAGE_LIMIT
+from .timestamps import format_timestamp, parse_timestamp
 
 logger = logging.getLogger(__name__)
-
-TIMESTAMP_FIELDS = ("date_created", "date_updated", "date_sent", "date_scheduled", "activity_at")
-RECIPIENT_ROLES = ("from", "sender", "to", "cc", "bcc", "reply_to")
-# Every field of Close's Email object except the bodies: what `_fields` asks for when bodies
-# are excluded. Fields Close adds later arrive only once listed here.
-NON_BODY_FIELDS = (
-    "id", "_type", "organization_id", "lead_id", "contact_id", "user_id", "user_name",
-    "direction", "status", "subject", "sender", "to", "cc", "bcc", "date_created",
-    "date_updated", "date_sent", "date_scheduled", "activity_at", "thread_id",
-    "in_reply_to_id", "has_reply", "opens", "opens_summary", "attachments", "envelope",
-    "send_attempts", "message_ids", "references", "template_id", "template_name",
-    "sequence_id", "sequence_name", "sequence_subscription_id", "followup_sequence_id",
-    "followup_sequence_delay", "followup_sequence_add_cc_bcc", "bulk_email_action_id",
-    "need_smtp_credentials", "email_account_id", "send_as_id", "users", "created_by",
-    "created_by_name", "updated_by", "updated_by_name", "agent_action_reason",
-    "agent_config_id",
-)  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- time values
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parses Close's ISO timestamps (with or without microseconds, `Z`, offset or naive UTC)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(value)  # fast path, covers Close's own output
-        except ValueError:
-            parsed = pendulum.parse(value)  # type: ignore[assignment]
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def parse_rfc2822(value: Any) -> datetime | None:
-    """Parses an envelope `date` header (RFC 2822, maybe with a trailing comment); None if junk.
-
-    The standard library's mail parser is used rather than pendulum: it is the parser built
-    for this header and tolerates the `(UTC)` / `(added by …)` comments Close passes through.
-    """
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_timestamp(value: datetime) -> str:
-    """Formats a filter value the way Close prints timestamps (UTC, `+00:00`)."""
-    return value.astimezone(UTC).isoformat()
-
-
-# ----------------------------------------------------------------------------- email rows
-
-
-def email_to_row(email_obj: dict[str, Any], include_bodies: bool = True) -> dict[str, Any]:
-    """Shapes one Close email into an `emails` row with its child lists.
-
-    Timestamps become datetimes; the envelope's scalars stay as `envelope__*` columns (plus
-    `envelope__date_utc`, the parsed Date header), while its address lists, the attachments,
-    opens, send attempts and Message-IDs become child lists whose rows carry `email_id` and a
-    0-based `position` — dlt loads them as nested tables keyed by the email's root id, so they
-    are replaced together with the email. Unknown fields pass through as new columns.
-    """
-    row = dict(email_obj)
-    email_id = row["id"]
-    row.pop("_type", None)
-    for name in TIMESTAMP_FIELDS:
-        if name in row:
-            row[name] = parse_timestamp(row[name])
-    if not include_bodies:
-        for name in BODY_FIELDS:
-            row[name] = None
-
-    envelope = row.pop("envelope", None) or {}
-    row["recipients"] = _recipients(email_id, envelope, row)
-    envelope_scalars = {k: v for k, v in envelope.items() if k not in RECIPIENT_ROLES}
-    envelope_scalars["date_utc"] = parse_rfc2822(envelope.get("date"))
-    row["envelope"] = envelope_scalars
-
-    row["attachments"] = [
-        {"email_id": email_id, "position": position, **attachment}
-        for position, attachment in enumerate(row.get("attachments") or [])
-    ]
-    row["opens"] = [
-        {
-            "email_id": email_id,
-            "position": position,
-            **opened,
-            "opened_at": parse_timestamp(opened.get("opened_at")),
-        }
-        for position, opened in enumerate(row.get("opens") or [])
-    ]
-    row["send_attempts"] = [
-        {
-            "email_id": email_id,
-            "position": position,
-            **attempt,
-            "date": parse_timestamp(attempt.get("date")),
-        }
-        for position, attempt in enumerate(row.get("send_attempts") or [])
-    ]
-    row["message_ids"] = [
-        {"email_id": email_id, "kind": kind, "position": position, "value": value}
-        for kind, values in (
-            ("message_id", row.get("message_ids")),
-            ("reference", row.pop("references", None)),
-        )
-        for position, value in enumerate(values or [])
-    ]
-    return row
-
-
-def _recipients(
-    email_id: str, envelope: dict[str, Any], row: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Addresses by role: from the envelope when it has any, else from top-level fields."""
-    by_role: dict[str, list[Any]] = {role: envelope.get(role) or [] for role in RECIPIENT_ROLES}
-    if not any(by_role.values()):
-        sender_name, sender_address = email.utils.parseaddr(row.get("sender") or "")
-        by_role = {
-            "from": [{"name": sender_name, "email": sender_address}] if sender_address else [],
-            "to": row.get("to") or [],
-            "cc": row.get("cc") or [],
-            "bcc": row.get("bcc") or [],
-        }
-    recipients = []
-    for role, addresses in by_role.items():
-        for position, address in enumerate(addresses):
-            if isinstance(address, str):
-                name, addr = email.utils.parseaddr(address)
-                address = {"email": addr or address, "name": name}
-            recipients.append(
-                {
-                    "email_id": email_id,
-                    "role": role,
-                    "position": position,
-                    "email": address.get("email") or None,
-                    "name": address.get("name") or None,
-                }
-            )
-    return recipients
-
-
-def deletion_marker(email_id: str, deleted_at: datetime) -> dict[str, Any]:
-    """A row that makes the merge remove the email and all of its child rows."""
-    return {"id": email_id, "date_updated": deleted_at, DELETED_COLUMN: True}
-
-
-# ------------------------------------------------------------------------ windows and walks
 
 
 @dataclass(frozen=True)
@@ -325,9 +161,6 @@ def walk_windows(
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-# ------------------------------------------------------------------------- ids and events
 
 
 def fetch_by_ids(

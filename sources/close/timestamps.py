@@ -1,0 +1,41 @@
+"""Close's timestamps: parsing its ISO values and RFC 2822 envelope dates, formatting filters."""
+
+import email.utils
+from datetime import UTC, datetime
+from typing import Any
+
+import pendulum
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parses Close's ISO timestamps (with or without microseconds, `Z`, offset or naive UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(value)  # fast path, covers Close's own output
+        except ValueError:
+            parsed = pendulum.parse(value)  # type: ignore[assignment]
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_rfc2822(value: Any) -> datetime | None:
+    """Parses an envelope `date` header (RFC 2822, maybe with a trailing comment); None if junk.
+
+    The standard library's mail parser is used rather than pendulum: it is the parser built
+    for this header and tolerates the `(UTC)` / `(added by …)` comments Close passes through.
+    """
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Formats a filter value the way Close prints timestamps (UTC, `+00:00`)."""
+    return value.astimezone(UTC).isoformat()
