@@ -21,7 +21,14 @@ from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
-from sources.close import RunStats, backfill_key, close_backfill, close_source
+from sources.close import (
+    RunStats,
+    WalkRun,
+    backfill_key,
+    close_backfill,
+    close_source,
+    walk_cursor,
+)
 from sources.close.client import CloseApiError
 from sources.close.settings import DEFAULT_EVENT_RETENTION_DAYS
 from sources.close.timestamps import parse_timestamp
@@ -83,6 +90,16 @@ class SqlWarehouse:
             raise ValueError(f"cannot select emails by {field}")
         return {row[0]: row[1] for row in rows}
 
+    def created_at(self, field: str, start: datetime, end: datetime) -> dict[str, datetime]:
+        if field not in ("activity_at", "date_created"):
+            raise ValueError(f"cannot select emails by {field}")
+        rows = self._query(
+            f"SELECT id, date_created FROM {{emails}} WHERE {field} >= %s AND {field} < %s",
+            start,
+            end,
+        )
+        return {row[0]: row[1] for row in rows}
+
     def _query(self, sql: str, *params: Any) -> list[Any]:
         with self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name("emails")
@@ -95,38 +112,53 @@ class SqlWarehouse:
 def run_sync(
     pipeline: dlt.Pipeline, include_bodies: bool | None = None, reconcile: bool = False
 ) -> dict[str, Any]:
-    """The nightly job. Returns the run summary."""
+    """The nightly job, in chunk loads until the walk and the change scan are done.
+
+    Each chunk is extracted, normalized and loaded (with the ranges it completes) while the
+    walk's workers fetch the next one. Returns the run summary.
+    """
     _finish_pending(pipeline)
     stats = RunStats()
     before = _email_count(pipeline)
     options = _source_options(include_bodies)
     if reconcile:
         options["reconcile"] = True
-    rows = _run(pipeline, close_source(warehouse=SqlWarehouse(pipeline), stats=stats, **options))
+    walk = WalkRun()
+    rows: Counter[str] = Counter()
+    try:
+        while not walk.finished:
+            source = close_source(
+                warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
+            )
+            rows.update(_run(pipeline, source))
+    finally:
+        walk.close()
     return _summary(pipeline, "sync", stats, before, rows)
 
 
 def run_backfill(
     pipeline: dlt.Pipeline, start: datetime, end: datetime, include_bodies: bool | None = None
 ) -> dict[str, Any]:
-    """Backfills `[start, end)` window by window, each loaded before the next is read."""
+    """Backfills `[start, end)` in chunk loads, each committed with its progress."""
     _finish_pending(pipeline)
     stats = RunStats()
     before = _email_count(pipeline)
     options = _source_options(include_bodies)
-    resumed_from = _backfill_saved_progress(pipeline, start, end)
+    resumed = _backfill_saved_progress(pipeline, start, end)
+    walk = WalkRun()
     rows: Counter[str] = Counter()
-    while True:  # one window chunk per run: each is loaded (with its progress) before the next
-        source = close_backfill(
-            start, end, warehouse=SqlWarehouse(pipeline), stats=stats, **options
-        )
-        rows.update(_run(pipeline, source))
-        progress = _backfill_saved_progress(pipeline, start, end)
-        if progress is None or progress.get("finished"):
-            break
+    try:
+        while not walk.finished:
+            source = close_backfill(
+                start, end, warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
+            )
+            rows.update(_run(pipeline, source))
+    finally:
+        walk.close()
     summary = _summary(pipeline, "backfill", stats, before, rows)
     summary["backfill.range"] = f"[{start.isoformat()}, {end.isoformat()})"
-    summary["backfill.resumed_from"] = (resumed_from or {}).get("done_until") or start.isoformat()
+    resumed_done = (resumed or {}).get("done") or []
+    summary["backfill.resumed"] = bool(resumed_done) and not (resumed or {}).get("finished")
     return summary
 
 
@@ -144,8 +176,7 @@ def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
     if not state:
         return {"status": "no successful run yet", "pipeline": pipeline.pipeline_name}
     source_state = state.get("sources", {}).get("close", {})
-    walk = source_state.get("resources", {}).get("emails", {}).get("incremental", {})
-    walk_cursor = walk.get("date_created", {}).get("last_value")
+    cursor = walk_cursor(source_state)
     event_cursor = parse_timestamp(source_state.get("event_cursor"))
     now = datetime.now(UTC)
     report: dict[str, Any] = {
@@ -153,7 +184,7 @@ def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
         "destination": pipeline.destination.destination_name,
         "dataset": pipeline.dataset_name,
         "last_successful_run": _last_load(pipeline),
-        "cursor.date_created": walk_cursor,
+        "cursor.date_created": cursor,
         "cursor.event_log": event_cursor.isoformat() if event_cursor else None,
     }
     if event_cursor:
@@ -161,8 +192,9 @@ def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
         report["event_log.cursor_age"] = str(age).split(".")[0]
         report["event_log.covers_gap"] = age < timedelta(days=DEFAULT_EVENT_RETENTION_DAYS)
     for key, progress in (source_state.get("backfills") or {}).items():
+        ranges = len(progress.get("done") or [])
         report[f"backfill.{key}"] = (
-            "finished" if progress.get("finished") else f"done until {progress.get('done_until')}"
+            "finished" if progress.get("finished") else f"unfinished ({ranges} ranges loaded)"
         )
     report.update({f"rows.{name}": count for name, count in _row_counts(pipeline).items()})
     return report

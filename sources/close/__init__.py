@@ -1,23 +1,31 @@
 """Close CRM email activities, kept in step incrementally with dlt.
 
-`close_source` is the nightly sync. Its `emails` resource walks `GET /activity/email/` in
-ascending half-open `date_created` windows (never null, always in the past, unlike
-`activity_at`), with dlt's incremental keeping the cursor. Its `email_changes` resource then
-reads Close's event log since its own cursor (kept in the source state) and re-fetches
-created and updated emails by id, and turns deleted ones (also through deleted threads and
-leads) into deletion markers. When the event log no longer reaches back to that cursor, it
-reconciles the whole history by comparing ids and `date_updated` instead.
+`close_source` is the nightly sync. Its `emails` resource walks `GET /activity/email/` over
+the `date_created` ranges not loaded yet (never null, always in the past, unlike
+`activity_at`): the whole history on the first run, `[cursor, now - 2 min)` later. Workers
+share the ranges and split busy ones (`walk.py`); a first sync loads in chunks, each
+committed with the exact set of ranges it completes (`progress.py`), while the next chunk
+is fetched. Its `email_changes` resource then reads Close's event log since its own cursor
+(kept in the source state) and re-fetches created and updated emails by id, and turns
+deleted ones (also through deleted threads and leads) into deletion markers. When the event
+log no longer reaches back to that cursor, it reconciles the whole history by comparing ids
+and `date_updated` instead.
 
-`close_backfill` makes the warehouse equal Close for an `activity_at` range, window by
-window, resumably, without touching the nightly cursors.
+`close_backfill` makes the warehouse equal Close for an `activity_at` range, chunk by chunk,
+resumably, without touching the nightly cursors.
 
 All three resources write the `emails` table with identical hints: merge (delete-insert)
 on `id`, the newest `date_updated` winning inside one load, child lists as nested tables
 replaced with their parent, and a `_deleted` hard-delete marker.
+
+A caller that loads in chunks (`pipelines/runner.py`) passes one `WalkRun` to successive
+instances of the source, so that the walk's workers, its rate limiter and its progress
+carry over from one chunk's load to the next; `WalkRun.finished` says when to stop.
 """
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,36 +43,73 @@ from .changes import (
     scan_events,
 )
 from .client import CloseClient
+from .progress import Interval, from_state, gaps, merge, to_state
 from .rows import EMAIL_HINTS, MERGE, NESTED_HINTS, NON_BODY_FIELDS, email_to_row
 from .settings import (
     CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
+    DEFAULT_CHUNK_EMAILS,
     DEFAULT_CONCURRENCY,
     DEFAULT_EVENT_RETENTION_DAYS,
     DEFAULT_START_DATE,
-    DEFAULT_WINDOW_DAYS,
     EMAIL_ACTIONS,
     EMAIL_OBJECT_TYPE,
     EVENT_RESCAN,
     LEAD_OBJECT_TYPE,
     MAX_ATTEMPTS,
+    PAGE_LIMIT,
     READ_TIMEOUT_S,
     THREAD_OBJECT_TYPE,
     WALK_SAFETY_LAG,
 )
 from .timestamps import format_timestamp, parse_timestamp
-from .walk import make_windows, walk_windows
+from .walk import Walk
 
 __all__ = [
     "close_source",
     "close_backfill",
     "backfill_key",
     "backfill_progress",
+    "walk_cursor",
     "RunStats",
     "Warehouse",
+    "WalkRun",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WalkRun:
+    """What one command's successive chunk loads share: client, walk, progress, hand-overs."""
+
+    client: CloseClient | None = None
+    walk: Walk | None = None
+    done: list[Interval] = field(default_factory=list)  # loaded before this chunk
+    spans: dict[int, Interval] = field(default_factory=dict)  # span id -> read part
+    seen: set[str] = field(default_factory=set)  # backfill: ids Close listed in this run
+    fresh_event_cursor: bool = False
+    finished: bool = False
+
+    def take(self, chunk_emails: int) -> Iterator[list[dict[str, Any]]]:
+        """The next pages of the walk, about `chunk_emails` emails, noting their progress."""
+        assert self.walk is not None
+        taken = 0
+        for page in self.walk.pages():
+            self.spans[page.span_id] = page.done
+            if page.emails:
+                taken += len(page.emails)
+                yield page.emails
+            if chunk_emails and taken >= chunk_emails:
+                return
+
+    def loaded(self) -> list[Interval]:
+        """What is loaded once this chunk is: the earlier ranges and the spans' read parts."""
+        return merge([*self.done, *self.spans.values()])
+
+    def close(self) -> None:
+        if self.walk is not None and not self.walk.finished:
+            self.walk.close()
 
 
 @dlt.source(name="close")
@@ -73,14 +118,15 @@ def close_source(
     base_url: str = DEFAULT_BASE_URL,
     start_date: str = DEFAULT_START_DATE,
     include_bodies: bool = True,
-    window_days: float = DEFAULT_WINDOW_DAYS,
     concurrency: int = DEFAULT_CONCURRENCY,
+    chunk_emails: int = DEFAULT_CHUNK_EMAILS,
     event_retention_days: float = DEFAULT_EVENT_RETENTION_DAYS,
     reconcile: bool = False,
     max_attempts: int = MAX_ATTEMPTS,
     request_timeout: float = READ_TIMEOUT_S,
     warehouse: Any | None = None,
     stats: Any | None = None,
+    run: WalkRun | None = None,
 ) -> Sequence[DltResource]:
     """The nightly sync of Close email activities.
 
@@ -89,8 +135,8 @@ def close_source(
         base_url: Close API root.
         start_date: ISO date; emails created before it are not loaded.
         include_bodies: False leaves the body columns NULL and asks Close not to send them.
-        window_days: length of one `date_created` window of the walk.
-        concurrency: windows fetched at once, all under one rate limiter.
+        concurrency: pages fetched at once, all under one rate limiter.
+        chunk_emails: with a `run` shared by successive loads, emails per load (0: all).
         event_retention_days: how long Close keeps events; an event cursor older than this
             triggers a reconciliation even if the log still seems to reach it.
         reconcile: reconcile the whole history by id now, whatever the event log says.
@@ -99,52 +145,56 @@ def close_source(
         warehouse: lookups into the destination (`Warehouse`); needed for thread and lead
             deletions and for reconciliation.
         stats: a `RunStats` to fill for the run summary.
+        run: shared by the chunk loads of one command; without it the source loads all.
 
     Returns:
         `emails` (the walk) and `email_changes` (event log, reconciliation), both writing
         the `emails` table and its child tables.
     """
-    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats)
+    chunked = run is not None
+    run = run or WalkRun()
+    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
     fields = None if include_bodies else NON_BODY_FIELDS
-    window = timedelta(days=window_days)
-    run: dict[str, Any] = {}  # hand-over from the walk to the change scan within one run
     history_start = parse_timestamp(start_date)
+    assert history_start is not None
 
-    def walk(
-        date_created: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "date_created", initial_value=history_start, range_start="closed"
-        ),
-    ) -> Iterator[TDataItems]:
-        """Yields every email created since the cursor, in `date_created` windows.
+    def walk() -> Iterator[TDataItems]:
+        """Yields every email created in the ranges not loaded yet, a chunk at a time.
 
-        Incremental on `date_created` (dlt state): each run walks `[cursor, now - 2 min)`;
-        rows exactly at the cursor that were loaded before are dropped by dlt's boundary
-        de-duplication. On the first run it also starts the event-log cursor at Close's
-        current time, so changes made while the walk runs are picked up by `email_changes`.
+        Incremental on `date_created` through the source state's `walk.done`, the exact set
+        of loaded ranges (the cursor is the end of its prefix): each chunk commits the
+        ranges it completes, so a killed first sync resumes from its last loaded chunk. On
+        the first run it also starts the event-log cursor at Close's current time, so that
+        changes made while the walk runs, for however many days and restarts, are picked up
+        by `email_changes`.
         """
-        started = client.server_now()
         state = dlt.current.source_state()
-        if "event_cursor" not in state:
-            state["event_cursor"] = format_timestamp(started)
-            run["fresh_event_cursor"] = True
-        start = date_created.start_value
-        if date_created.last_value is None or start == date_created.initial_value:
-            start = first_email_start(client, start)
-        windows = make_windows("date_created", start, started - WALK_SAFETY_LAG, window)
-        run_stats.windows += len(windows)
-        for page in walk_windows(client, windows, concurrency, fields):
+        if run.walk is None:
+            started = client.server_now()
+            if "event_cursor" not in state:
+                state["event_cursor"] = format_timestamp(started)
+                run.fresh_event_cursor = True
+            run.done = _loaded_ranges(client, state, history_start)
+            todo = gaps((history_start, started - WALK_SAFETY_LAG), run.done)
+            run.walk = Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails))
+        run.done = run.loaded()
+        for page in run.take(chunk_emails if chunked else 0):
             yield [email_to_row(e, include_bodies) for e in page]
+        state["walk"] = {"done": to_state(run.loaded())}
+        run_stats.windows = run.walk.spans.splits + len(run.walk.intervals)
 
     def changes() -> Iterator[TDataItems]:
         """Yields emails created, changed or deleted since the event cursor (source state).
 
-        Reads the event log once per action (Close accepts `object_type` only with
-        `action`), rescanning five minutes before the cursor as Close recommends, plus
-        thread and lead deletions; re-fetches the affected ids with `id__in` and yields a
-        deletion marker for each id Close no longer has. If the log no longer reaches the
-        cursor, reconciles the whole history first. No incremental here: a re-fetched email
-        is usually far behind the walk's cursor and must not be filtered out.
+        Runs once the walk has finished. Reads the event log once per action (Close accepts
+        `object_type` only with `action`), rescanning five minutes before the cursor as
+        Close recommends, plus thread and lead deletions; re-fetches the affected ids with
+        `id__in` and yields a deletion marker for each id Close no longer has. If the log no
+        longer reaches the cursor, reconciles the whole history first. No incremental here:
+        a re-fetched email is usually far behind the walk's cursor and must not be dropped.
         """
+        if run.walk is None or not run.walk.finished:
+            return  # more chunks of the walk to come
         state = dlt.current.source_state()
         scan_started = client.server_now()
         cursor = parse_timestamp(state.get("event_cursor")) or scan_started
@@ -152,37 +202,67 @@ def close_source(
         reason = None
         if reconcile:
             reason = "reconciliation was requested"
-        elif not run.get("fresh_event_cursor"):
+        elif not run.fresh_event_cursor:
             reason = event_log_gap(client, state, cursor, scan_started, event_retention_days)
         if reason:
             logger.warning("%s: reconciling the whole history by id", reason)
             run_stats.reconciled_because = reason
             yield from reconcile_history(client, warehouse, run_stats, fields, include_bodies,
-                                  history_start, scan_started, window, concurrency)  # fmt: skip
+                                         history_start, scan_started, concurrency)  # fmt: skip
             since = scan_started - EVENT_RESCAN
-        ids = {
-            event["object_id"]
-            for action in EMAIL_ACTIONS
-            for event in scan_events(client, since, object_type=EMAIL_OBJECT_TYPE, action=action)
-        }
-        for object_type, column in (
-            (THREAD_OBJECT_TYPE, "thread_id"),
-            (LEAD_OBJECT_TYPE, "lead_id"),
-        ):
-            gone = {
-                e["object_id"]
-                for e in scan_events(client, since, object_type=object_type, action="deleted")
-            }
-            if gone and warehouse is not None:
-                ids |= warehouse.ids_where(column, gone)
-        yield from refresh(client, ids, fields, include_bodies, run_stats)
+        yield from refresh(client, _changed_ids(client, since, warehouse), fields,
+                           include_bodies, run_stats)  # fmt: skip
         state["event_cursor"] = format_timestamp(scan_started)
         state["event_log_reached_cursor"] = event_log_reaches(client, scan_started)
+        run.finished = True
 
     return (
         _emails_resource(walk, "emails"),
         _emails_resource(changes, "email_changes"),
     )
+
+
+def _changed_ids(client: CloseClient, since: datetime, warehouse: Any | None) -> set[str]:
+    """Ids of emails the event log shows created, updated or deleted since `since`, also
+    through deleted threads and leads (looked up in the warehouse)."""
+    ids = {
+        event["object_id"]
+        for action in EMAIL_ACTIONS
+        for event in scan_events(client, since, object_type=EMAIL_OBJECT_TYPE, action=action)
+    }
+    for object_type, column in ((THREAD_OBJECT_TYPE, "thread_id"), (LEAD_OBJECT_TYPE, "lead_id")):
+        gone = {
+            e["object_id"]
+            for e in scan_events(client, since, object_type=object_type, action="deleted")
+        }
+        if gone and warehouse is not None:
+            ids |= warehouse.ids_where(column, gone)
+    return ids
+
+
+def _loaded_ranges(
+    client: CloseClient, state: dict[str, Any], history_start: datetime
+) -> list[Interval]:
+    """The `date_created` ranges loaded so far; on a first run, the empty years before the
+    first email count as loaded (one request finds it)."""
+    done = from_state(state.get("walk", {}).get("done"))
+    if not done:  # a pipeline from before ranges were kept: dlt's incremental cursor
+        legacy = state.get("resources", {}).get("emails", {}).get("incremental", {})
+        until = parse_timestamp(legacy.get("date_created", {}).get("last_value"))
+        if until is not None:
+            done = [(history_start, until)]
+    if not done:
+        done = [(history_start, first_email_start(client, history_start))]
+    return done
+
+
+def walk_cursor(source_state: dict[str, Any], history_start: datetime | None = None) -> str | None:
+    """The nightly cursor: where the loaded prefix of `date_created` ranges ends."""
+    done = from_state(source_state.get("walk", {}).get("done"))
+    if not done:
+        return None
+    start = history_start or done[0][0]
+    return format_timestamp(done[0][1]) if done[0][0] <= start else None
 
 
 @dlt.source(name="close")
@@ -191,51 +271,75 @@ def close_backfill(
     end: datetime,
     api_key: str = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
+    start_date: str = DEFAULT_START_DATE,
     include_bodies: bool = True,
-    window_days: float = DEFAULT_WINDOW_DAYS,
     concurrency: int = DEFAULT_CONCURRENCY,
+    chunk_emails: int = DEFAULT_CHUNK_EMAILS,
     max_attempts: int = MAX_ATTEMPTS,
     request_timeout: float = READ_TIMEOUT_S,
     warehouse: Any | None = None,
     stats: Any | None = None,
+    run: WalkRun | None = None,
 ) -> DltResource:
     """Makes the warehouse equal Close for emails with `activity_at` in `[start, end)`.
 
-    One run of this source handles the next `concurrency` windows after the range's saved
-    progress (`backfills` in the source state) and records how far it got; the caller runs
-    it until the progress says `finished`. A crash therefore resumes from the last loaded
-    window. The nightly cursors are not touched.
+    Walks every `date_created` range with an `activity_at` filter, in chunks like the first
+    sync; each chunk commits the ranges it completes (`backfills` in the source state), so a
+    crash resumes from the last loaded chunk. The nightly cursors are not touched.
 
     Returns:
         `email_backfill`, writing the `emails` table and its child tables.
     """
-    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats)
+    chunked = run is not None
+    run = run or WalkRun()
+    client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
     fields = None if include_bodies else NON_BODY_FIELDS
+    history_start = parse_timestamp(start_date)
+    assert history_start is not None
 
     def backfill() -> Iterator[TDataItems]:
-        """Yields every email Close has in the next windows, and markers for those it lacks.
+        """Yields every email Close has in the range, and markers for those it lacks.
 
-        Walks `activity_at` windows (anchored on `date_created` like the nightly walk); ids
-        the warehouse holds in those windows but Close did not list are checked by id and
+        Ids the warehouse holds in the range whose `date_created` lies in a range completed
+        by this chunk, but that Close did not list in this run, are checked by id and
         removed if Close no longer has them.
         """
         progress = backfill_progress(dlt.current.source_state(), start, end)
-        done_until = parse_timestamp(progress["done_until"])
-        windows = make_windows("activity_at", done_until, end, timedelta(days=window_days))
-        chunk = windows[: max(1, concurrency)]
-        seen: set[str] = set()
-        for page in walk_windows(client, chunk, concurrency, fields):
-            seen.update(e["id"] for e in page)
+        if run.walk is None:
+            started = client.server_now()
+            before = from_state(progress["done"])  # a fresh backfill checks the empty prefix too
+            run.done = before or [(history_start, first_email_start(client, history_start))]
+            todo = gaps((history_start, started + timedelta(seconds=1)), run.done)
+            filters = {"activity_at__gte": format_timestamp(start),
+                       "activity_at__lt": format_timestamp(end)}  # fmt: skip
+            run.walk = Walk(client, todo, concurrency, fields, filters, _buffer(chunk_emails))
+        else:
+            before = run.done = run.loaded()
+        for page in run.take(chunk_emails if chunked else 0):
+            run.seen.update(e["id"] for e in page)
             yield [email_to_row(e, include_bodies) for e in page]
-        chunk_end = chunk[-1].end if chunk else end
-        if warehouse is not None:
-            stored = warehouse.versions("activity_at", done_until, chunk_end)
-            yield from refresh(client, stored.keys() - seen, fields, include_bodies, run_stats)
-        run_stats.windows += len(chunk)
-        progress["done_until"] = format_timestamp(chunk_end)
-        progress["finished"] = chunk_end >= end
+        after = run.loaded()
+        newly = [piece for lo_hi in after for piece in gaps(lo_hi, before)]
+        if warehouse is not None and newly:
+            stored = warehouse.created_at("activity_at", start, end)
+            unseen = {i for i, made in stored.items() if _within(made, newly)} - run.seen
+            yield from refresh(client, unseen, fields, include_bodies, run_stats)
+        progress["done"] = to_state(after)
+        progress["finished"] = run.walk.finished
+        run.finished = run.walk.finished
+        run_stats.windows = run.walk.spans.splits + len(run.walk.intervals)
 
     return _emails_resource(backfill, "email_backfill")
+
+
+def _within(moment: datetime | None, intervals: list[Interval]) -> bool:
+    return moment is not None and any(lo <= moment < hi for lo, hi in intervals)
+
+
+def _buffer(chunk_emails: int) -> int:
+    """Pages held between fetching and loading: one chunk's worth, so that fetching goes on
+    while a chunk loads, and memory stays bounded."""
+    return max(16, chunk_emails // PAGE_LIMIT) if chunk_emails else 64
 
 
 def backfill_key(start: datetime, end: datetime) -> str:
@@ -243,23 +347,32 @@ def backfill_key(start: datetime, end: datetime) -> str:
 
 
 def backfill_progress(state: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
-    """The saved progress of the backfill of `[start, end)`; a finished one starts over."""
+    """The saved progress of the backfill of `[start, end)`; a finished one starts over.
+
+    `done` holds the `date_created` ranges walked (with the `activity_at` filter) so far.
+    """
     backfills = state.setdefault("backfills", {})
     progress = backfills.get(backfill_key(start, end))
-    if progress is None or progress.get("finished"):
-        progress = {"done_until": format_timestamp(start), "finished": False}
+    if progress is None or progress.get("finished") or "done" not in progress:
+        progress = {"done": [], "finished": False}
         backfills[backfill_key(start, end)] = progress
     return progress  # type: ignore[no-any-return]
 
 
 def _connect(
-    api_key: str, base_url: str, request_timeout: float, max_attempts: int, stats: Any | None
+    api_key: str,
+    base_url: str,
+    request_timeout: float,
+    max_attempts: int,
+    stats: Any | None,
+    run: WalkRun,
 ) -> tuple[CloseClient, RunStats]:
-    """The API client of one run, counting into the run's stats."""
+    """The API client of one command (kept in `run` across its chunk loads) and its stats."""
     run_stats: RunStats = stats or RunStats()
-    timeout = (CONNECT_TIMEOUT_S, request_timeout)
-    client = CloseClient(api_key, base_url, timeout, max_attempts, stats=run_stats.requests)
-    return client, run_stats
+    if run.client is None:
+        timeout = (CONNECT_TIMEOUT_S, request_timeout)
+        run.client = CloseClient(api_key, base_url, timeout, max_attempts, stats=run_stats.requests)
+    return run.client, run_stats
 
 
 def _emails_resource(generator: Any, name: str) -> DltResource:

@@ -18,7 +18,7 @@ from .client import CloseClient, RequestStats
 from .rows import deletion_marker, email_to_row
 from .settings import ACTIVITIES_PATH, EVENT_PAGE_LIMIT, EVENTS_PATH
 from .timestamps import format_timestamp, parse_timestamp
-from .walk import fetch_by_ids, make_windows, walk_windows
+from .walk import fetch_by_ids, walk_all
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class Warehouse(Protocol):
         self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> dict[str, datetime]:
         """`id -> date_updated` of stored emails, all or those with `field` in `[start, end)`."""
+        ...
+
+    def created_at(self, field: str, start: datetime, end: datetime) -> dict[str, datetime]:
+        """`id -> date_created` of stored emails with `field` in `[start, end)`."""
         ...
 
 
@@ -139,7 +143,6 @@ def reconcile_history(
     include_bodies: bool,
     start: datetime,
     until: datetime,
-    window: timedelta,
     concurrency: int,
 ) -> Iterator[TDataItems]:
     """Compares every email's id and `date_updated` in Close with the warehouse.
@@ -149,9 +152,9 @@ def reconcile_history(
     """
     if warehouse is None:
         raise ValueError("reconciliation needs a warehouse to compare with")
-    windows = make_windows("date_created", first_email_start(client, start), until, window)
+    history = [(first_email_start(client, start), until)]
     in_close: dict[str, datetime | None] = {}
-    for page in walk_windows(client, windows, concurrency, ("id", "date_updated")):
+    for page in walk_all(client, history, concurrency, ("id", "date_updated")):
         in_close.update((e["id"], parse_timestamp(e.get("date_updated"))) for e in page)
     stored = warehouse.versions()
     changed = {i for i, updated in in_close.items() if stored.get(i) != updated}

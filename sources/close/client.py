@@ -1,13 +1,15 @@
-"""HTTP client for Close's REST API: auth, retries, rate-limit waits and pacing.
+"""HTTP client for Close's REST API: auth, the retry loop, rate-limit waits and pacing.
 
 Why not dlt's `RESTClient` and its retrying `requests` helper: dlt's retry policy honours
 only the `Retry-After` header (capped at its `max_delay`), while Close announces waits in
 three places — the `RateLimit: limit=…, remaining=…, reset=…` header, `Retry-After`, and the
 429 body's `error.rate_reset` — and a client must never retry sooner than the longest of
-them. Pacing from the `RateLimit` header before a 429 is hit, a shared limiter for
-concurrent windows, and counters for the run summary are not expressible there either. The
-pagination (anchored `_skip`, see `walk.walk_window`) is not an `OffsetPaginator` walk.
-So this module keeps a plain `requests.Session` and owns the retry loop.
+them. Pacing from the `RateLimit` header before a 429 is hit (`ratelimit.RateLimiter`,
+shared by every worker thread) and counters for the run summary are not expressible there
+either, and the pagination (anchored `_skip`, see `walk.py`) is not an `OffsetPaginator`
+walk. So this module owns the loop, shaped like the Singer SDK's REST stream: `classify`
+says what an answer is, `_decide` how long to wait before the next try, `request` loops.
+Like dlt's client, each thread has its own `requests.Session`.
 """
 
 import email.utils
@@ -16,13 +18,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
+from .ratelimit import RateLimiter, Stopped, parse_ratelimit_header
 from .settings import (
     BACKOFF_BASE_S,
     BACKOFF_MAX_S,
@@ -35,15 +37,34 @@ from .settings import (
     READ_TIMEOUT_S,
 )
 
+__all__ = [
+    "CloseApiError",
+    "CloseAuthError",
+    "CloseClient",
+    "CloseUnavailableError",
+    "RequestStats",
+    "Stopped",
+    "classify",
+    "endpoint_group",
+    "parse_ratelimit_header",
+    "rate_limit_wait",
+]
+
 logger = logging.getLogger(__name__)
 
-_RATELIMIT_RE = re.compile(r"(limit|remaining|reset)\s*=\s*([0-9]+(?:\.[0-9]+)?)")
 _ID_SEGMENT_RE = re.compile(r"/[a-z]+_[A-Za-z0-9]+(?=/|$)")
 RETRYABLE_EXCEPTIONS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
+)
+# A request that cannot be sent as written: retrying it cannot help.
+INVALID_REQUEST_EXCEPTIONS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
 )
 
 
@@ -75,13 +96,6 @@ class RequestStats:
                 setattr(self, name, getattr(self, name) + value)
 
 
-def parse_ratelimit_header(value: str | None) -> dict[str, float]:
-    """Parses `limit=100, remaining=0, reset=1` (`,` or `;` separated) into a dict."""
-    if not value:
-        return {}
-    return {key: float(number) for key, number in _RATELIMIT_RE.findall(value)}
-
-
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """`Retry-After` as seconds, from either delta-seconds or an HTTP date."""
     if not value:
@@ -97,7 +111,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def rate_limit_wait(response: requests.Response, now: float) -> float:
-    """How long Close asks us to wait after a 429: the longest of its three signals."""
+    """How long Close asks us to wait after a 429: the longest of its signals."""
     waits = []
     reset = parse_ratelimit_header(response.headers.get("RateLimit")).get("reset")
     if reset is not None:
@@ -124,58 +138,44 @@ def endpoint_group(method: str, path: str) -> str:
     return f"{method} {_ID_SEGMENT_RE.sub('/{id}', path)}"
 
 
-class RateLimiter:
-    """Paces requests per endpoint group from Close's `RateLimit` header.
+@dataclass(frozen=True)
+class Answer:
+    """What one try came to: the body, a 429's wait, or a problem that may or may not pass."""
 
-    Each answer tells how many requests are left in the current window and when it resets;
-    the limiter hands out that budget, less the requests still in flight, and once it is
-    spent (or after a 429) makes every thread wait for the reset. Shared by all windows
-    fetched concurrently.
-    """
+    kind: Literal["ok", "throttled", "transient", "fatal", "auth"]
+    body: Any = None
+    wait: float = 0.0  # throttled: the longest wait Close announced
+    problem: str = ""  # transient, fatal: one line
 
-    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._budget: dict[str, int] = {}
-        self._reset_at: dict[str, float] = {}
-        self._in_flight: dict[str, int] = {}
 
-    def acquire(self, group: str) -> float:
-        """Blocks until a request to `group` may be sent; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                if now >= self._reset_at.get(group, 0.0):
-                    self._budget.pop(group, None)  # a new window: budget unknown until told
-                budget = self._budget.get(group)
-                if budget is None or budget > 0:
-                    if budget is not None:
-                        self._budget[group] = budget - 1
-                    self._in_flight[group] = self._in_flight.get(group, 0) + 1
-                    return waited
-                delay = self._reset_at[group] - now
-            self._sleep(delay)
-            waited += delay
-
-    def release(self, group: str, headers: Mapping[str, str] | None) -> None:
-        """Ends a request; its answer's `RateLimit` header sets the budget and reset time."""
-        info = parse_ratelimit_header(headers.get("RateLimit")) if headers else {}
-        with self._lock:
-            self._in_flight[group] = self._in_flight.get(group, 1) - 1
-            if "remaining" in info and "reset" in info:
-                self._budget[group] = max(0, int(info["remaining"]) - self._in_flight[group])
-                self._reset_at[group] = time.monotonic() + info["reset"]
-
-    def block(self, group: str, seconds: float) -> None:
-        """Stops all requests to `group` for `seconds` (after a 429)."""
-        with self._lock:
-            self._budget[group] = 0
-            self._reset_at[group] = max(self._reset_at.get(group, 0.0), time.monotonic() + seconds)
+def classify(response: requests.Response | None, error: Exception | None, where: str) -> Answer:
+    """Says what an answer (or the exception instead of one) to `where` ("GET /path") is."""
+    if error is not None:
+        if isinstance(error, INVALID_REQUEST_EXCEPTIONS):
+            return Answer("fatal", problem=f"cannot send {where}: {error}")
+        return Answer("transient", problem=f"{type(error).__name__} on {where}")
+    assert response is not None
+    status = response.status_code
+    if status == 200:
+        if "html" in response.headers.get("Content-Type", ""):
+            return Answer("fatal", problem=f"an HTML page, not Close's JSON, answered {where}")
+        try:
+            return Answer("ok", body=response.json())
+        except ValueError:
+            return Answer("transient", problem=f"an unreadable answer to {where}")
+    if status == 429:
+        return Answer("throttled", wait=rate_limit_wait(response, time.time()))
+    if status == 401:
+        return Answer("auth")
+    if status < 500:
+        return Answer(
+            "fatal", problem=f"Close answered {status} to {where}: {_error_message(response)}"
+        )
+    return Answer("transient", problem=f"HTTP {status} on {where}")
 
 
 class CloseClient:
-    """Talks to one Close organization with one API key.
+    """Talks to one Close organization with one API key, from any number of threads.
 
     Args:
         api_key: Close API key, sent as the Basic-auth user with an empty password.
@@ -183,6 +183,7 @@ class CloseClient:
         timeout: (connect, read) timeouts in seconds.
         max_attempts: tries per request for 5xx answers, dropped connections and timeouts.
         stats: counters to add to (e.g. the run's), else fresh ones.
+        limiter: the rate limiter (with its clock and stop signal), else a fresh one.
     """
 
     def __init__(
@@ -192,8 +193,8 @@ class CloseClient:
         timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
         max_attempts: int = MAX_ATTEMPTS,
         backoff_base_s: float = BACKOFF_BASE_S,
-        sleep: Callable[[float], None] = time.sleep,
         stats: RequestStats | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if not api_key or not api_key.strip():
             raise CloseAuthError(
@@ -205,12 +206,16 @@ class CloseClient:
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.stats = stats or RequestStats()
-        self.limiter = RateLimiter(sleep)
-        self._sleep = sleep
-        self._session = requests.Session()
-        self._session.auth = (api_key, "")
-        self._session.headers["Accept"] = "application/json"
+        self.limiter = limiter or RateLimiter()
+        self._auth = (api_key, "")
+        self._local = threading.local()  # one requests.Session per thread, as dlt's client
+        self._time_lock = threading.Lock()
         self._last_server_time: datetime | None = None
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set it to stop every worker using this client, also those sleeping."""
+        return self.limiter.stop
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET `path` (relative to the base URL) and return the decoded JSON body."""
@@ -233,7 +238,8 @@ class CloseClient:
 
     def last_server_time(self) -> datetime:
         """The `Date` of the latest answer (our clock if Close sent none)."""
-        return self._last_server_time or datetime.now(UTC)
+        with self._time_lock:
+            return self._last_server_time or datetime.now(UTC)
 
     def request(
         self,
@@ -243,85 +249,111 @@ class CloseClient:
         json: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Sends one request, waiting out 429s and retrying transient faults."""
-        url = f"{self.base_url}/{path.lstrip('/')}"
-        group = endpoint_group(
-            "GET" if headers and headers.get("x-http-method-override") else method, path
-        )
-        last_problem = ""
-        attempt = 0
-        throttled = 0
-        rate_waited = 0.0
+        """Sends one request, waiting out 429s and retrying faults that may pass."""
+        effective = "GET" if headers and headers.get("x-http-method-override") else method
+        group = endpoint_group(effective, path)
+        where = f"{method} {path}"
+        failures = throttled = 0
         while True:
-            rate_waited += self.limiter.acquire(group)
-            attempt += 1
-            self.stats.add(requests=1)
-            response = None
-            try:
-                response = self._session.request(
-                    method, url, params=params, json=json, headers=headers, timeout=self.timeout
-                )
-                self._remember_server_time(response)
-                self.limiter.release(group, response.headers)
-                if response.status_code == 200:
-                    body = response.json()
-                    self.stats.add(rate_wait_s=rate_waited)
-                    return body  # type: ignore[no-any-return]
-            except ValueError:
-                last_problem = f"an unreadable answer to {method} {path}"
-            except RETRYABLE_EXCEPTIONS as exc:
-                if response is None:
-                    self.limiter.release(group, None)
-                last_problem = f"{type(exc).__name__} on {method} {path}"
-            else:
-                status = response.status_code
-                if status == 429:
-                    wait = rate_limit_wait(response, time.time())
-                    if wait > MAX_RATE_WAIT_S:
-                        raise CloseUnavailableError(
-                            f"Close asked to wait {wait:.0f} s before retrying {method} {path};"
-                            " try again later"
-                        )
-                    throttled += 1
-                    if throttled > MAX_THROTTLED_PER_REQUEST:
-                        raise CloseUnavailableError(
-                            f"Close kept rate-limiting {method} {path} ({throttled} times in a"
-                            " row); another client may be using up the limit, try again later"
-                        )
-                    self.stats.add(throttled=1)
-                    logger.info("429 on %s %s: waiting %.2f s as Close asks", method, path, wait)
-                    self.limiter.block(group, wait)
-                    attempt -= 1  # a throttled request is not a failed attempt
-                    continue
-                if status == 401:
-                    raise CloseAuthError(
-                        "Close rejected the API key (401 Unauthorized): check"
-                        " SOURCES__CLOSE__API_KEY"
-                    )
-                if status < 500:
-                    raise CloseApiError(
-                        f"Close answered {status} to {method} {path}: {_error_message(response)}"
-                    )
-                last_problem = f"HTTP {status} on {method} {path}"
-            if attempt >= self.max_attempts:
-                raise CloseUnavailableError(
-                    f"Close API at {self.base_url} failed {attempt} times in a row"
-                    f" (last: {last_problem}); check the URL and network, then re-run"
-                )
-            delay = min(BACKOFF_MAX_S, self.backoff_base_s * 2 ** (attempt - 1))
-            delay *= 0.5 + random.random() / 2  # jitter, so concurrent workers spread out
-            logger.info("%s: retry %d in %.2f s", last_problem, attempt, delay)
-            self.stats.add(retries=1)
-            self._sleep(delay)
+            self.stats.add(rate_wait_s=self.limiter.acquire(group))
+            answer = self._try(group, method, path, where, params, json, headers)
+            if answer.kind == "ok":
+                return answer.body  # type: ignore[no-any-return]
+            if answer.kind == "throttled":
+                throttled += 1
+                self._on_throttled(group, where, answer.wait, throttled)
+                continue
+            failures += 1
+            self._backoff(answer, failures)
+
+    def _try(
+        self,
+        group: str,
+        method: str,
+        path: str,
+        where: str,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> Answer:
+        """One try: sends, remembers Close's clock, releases the limiter on every path."""
+        self.stats.add(requests=1)
+        response: requests.Response | None = None
+        error: Exception | None = None
+        try:
+            response = self._session().request(
+                method,
+                f"{self.base_url}/{path.lstrip('/')}",
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+            )
+            self._remember_server_time(response)
+        except (*RETRYABLE_EXCEPTIONS, *INVALID_REQUEST_EXCEPTIONS) as exc:
+            error = exc
+        finally:
+            throttled = response is not None and response.status_code == 429
+            self.limiter.release(
+                group, response.headers if response is not None else None, throttled
+            )
+        return classify(response, error, where)
+
+    def _on_throttled(self, group: str, where: str, wait: float, in_a_row: int) -> None:
+        """A 429: blocks the group for Close's wait, or gives up when it cannot pass."""
+        if wait > MAX_RATE_WAIT_S:
+            raise CloseUnavailableError(
+                f"Close asked to wait {wait:.0f} s before retrying {where}; try again later"
+            )
+        if in_a_row > MAX_THROTTLED_PER_REQUEST:
+            raise CloseUnavailableError(
+                f"Close kept rate-limiting {where} ({in_a_row} times in a row); another client"
+                " may be using up the limit, try again later"
+            )
+        self.stats.add(throttled=1)
+        self.limiter.block(group, wait)
+        logger.info("429 on %s: waiting %.2f s as Close asks", where, wait)
+
+    def _backoff(self, answer: Answer, failures: int) -> None:
+        """Raises for what cannot pass or after the last try; else sleeps before the next."""
+        if answer.kind == "auth":
+            raise CloseAuthError(
+                "Close rejected the API key (401 Unauthorized): check SOURCES__CLOSE__API_KEY"
+            )
+        if answer.kind == "fatal":
+            raise CloseApiError(f"{answer.problem}; check SOURCES__CLOSE__BASE_URL")
+        if failures >= self.max_attempts:
+            raise CloseUnavailableError(
+                f"Close API at {self.base_url} failed {failures} times in a row"
+                f" (last: {answer.problem}); check the URL and network, then re-run"
+            )
+        delay = min(BACKOFF_MAX_S, self.backoff_base_s * 2 ** (failures - 1))
+        delay *= 0.5 + random.random() / 2  # jitter, so concurrent workers spread out
+        logger.info("%s: retry %d in %.2f s", answer.problem, failures, delay)
+        self.stats.add(retries=1)
+        if self.stop.wait(delay):
+            raise Stopped("stopped")
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.auth = self._auth
+            session.headers["Accept"] = "application/json"
+            self._local.session = session
+        return session
 
     def _remember_server_time(self, response: requests.Response) -> None:
         date_header = response.headers.get("Date")
         if not date_header:
             return
         try:
-            self._last_server_time = email.utils.parsedate_to_datetime(date_header)
+            moment = email.utils.parsedate_to_datetime(date_header)
         except (TypeError, ValueError):
-            pass
+            return
+        with self._time_lock:  # answers arrive out of order across threads: keep the latest
+            if self._last_server_time is None or moment > self._last_server_time:
+                self._last_server_time = moment
 
 
 def _error_message(response: requests.Response) -> str:

@@ -18,8 +18,17 @@ MAX_SKIP = 250_000  # Close's `max_skip` on /activity/email/
 # id__in lists longer than this go into a POST `_params` body (Close's long-URL form)
 MAX_URL_ID_LIST_CHARS = 1_500
 
-DEFAULT_WINDOW_DAYS = 7.0  # length of one `date_created` window of the walk
-DEFAULT_CONCURRENCY = 4  # windows fetched at once, all under one rate limiter
+DEFAULT_WINDOW_DAYS = 7.0  # length of one `activity_at` window of a backfill
+# Pages fetched at once, all under one rate limiter. At Close's usual 20 requests/s per key
+# and ~150-250 ms per page, 8 workers keep the allowance busy; pacing, not the worker count,
+# bounds the rate.
+DEFAULT_CONCURRENCY = 8
+# Emails per load of a first sync or backfill: each chunk is committed with its progress, and
+# the next one is fetched while it loads. Bounds memory: about two chunks are held at once.
+DEFAULT_CHUNK_EMAILS = 10_000
+# An idle worker splits a busy span only when about this many rows seem left in it: each split
+# costs a partly filled page or two, so splitting small remainders would waste requests.
+MIN_SPLIT_ROWS = 1_000
 # The walk never reaches closer to "now" than this: emails still being written are left to
 # the next run (or to the event log), so a window's upper bound is always safely in the past.
 WALK_SAFETY_LAG = timedelta(minutes=2)
@@ -36,6 +45,10 @@ BACKOFF_MAX_S = 30.0
 DEFAULT_RATE_WAIT_S = 2.0  # a 429 that carries no wait signal at all (Close's client uses 2 s)
 MAX_RATE_WAIT_S = 600.0  # a single 429 wait longer than this is treated as a lasting fault
 MAX_THROTTLED_PER_REQUEST = 100  # 429s in a row for one request before giving up
+# Pace at this share of the limit Close announces: Close counts in fixed windows, and requests
+# spaced evenly at the full rate would now and then land one too many in a window.
+PACING_SHARE = 0.95
+PROBE_POLL_S = 0.01  # how often workers look whether a group's first answer has arrived
 
 EMAIL_ACTIONS = ("created", "updated", "deleted")
 EMAIL_OBJECT_TYPE = "activity.email"

@@ -1,166 +1,338 @@
-"""Walking Close's email list and event log, and shaping emails into rows.
+"""Walking Close's email list: anchored pages inside `date_created` spans that idle workers split.
 
 The list endpoint sorts newest `date_created` first and pages with `_skip`. Plain `_skip`
 paging over changing data drifts: an email inserted above the current offset pushes rows
 into the next page (duplicates), one deleted below it pulls a row into the page already
-read (a miss). `walk_window` therefore anchors every page at the oldest `date_created`
+read (a miss). A span's walk therefore anchors every page at the oldest `date_created`
 already seen (`date_created__lte=<anchor>`) and skips only the rows seen *at* that exact
-timestamp, so inserts and deletes elsewhere in the window cannot shift the pages, and
-`_skip` stays tiny however large the window is (Close caps it at 250,000).
+timestamp, so inserts and deletes elsewhere cannot shift the pages, and `_skip` stays tiny
+however large the span is (Close caps it at 250,000).
+
+The work is a set of spans, one per worker to begin with. A worker that runs dry splits
+the unread part `[lo, anchor)` of the busiest span in two and takes the older half; the
+owner sees its new lower bound before its next request (and drops rows below it from a
+page already in flight). Empty and sparse stretches thus cost about one request each,
+dense ones are shared by all workers, and the total stays near `ceil(emails / 100)`.
+
+Every page goes out with the interval of its span that is now fully read, so the consumer
+(`Walk.pages`) can commit exactly which ranges are loaded (see `progress.py`).
 """
 
 import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .client import CloseApiError, CloseClient
-from .settings import EMAILS_PATH, ID_BATCH_SIZE, MAX_SKIP, MAX_URL_ID_LIST_CHARS, PAGE_LIMIT
+from .client import CloseApiError, CloseClient, Stopped
+from .progress import Interval
+from .settings import (
+    EMAILS_PATH,
+    ID_BATCH_SIZE,
+    MAX_SKIP,
+    MAX_URL_ID_LIST_CHARS,
+    MIN_SPLIT_ROWS,
+    PAGE_LIMIT,
+)
 from .timestamps import format_timestamp, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
+TICK = timedelta(microseconds=1)  # Close's timestamp resolution
+
+
+@dataclass
+class Span:
+    """`[lo, hi)` of `date_created`, walked by one worker; `lo` rises when it is split."""
+
+    lo: datetime
+    hi: datetime
+    id: int = 0
+    anchor: datetime | None = None  # oldest date_created read so far
+    seen_at_anchor: int = 0  # rows read with date_created == anchor
+    rows: int = 0  # rows read so far
+    splittable: bool = True
+
+    def unread_estimate(self) -> float:
+        """Rows likely left in `[lo, anchor)`, from the density of what was read."""
+        if self.anchor is None or self.anchor - self.lo < 2 * TICK:
+            return 0.0
+        read_span = (self.hi - self.anchor).total_seconds() or 1e-6
+        return self.rows * (self.anchor - self.lo).total_seconds() / read_span
+
 
 @dataclass(frozen=True)
-class Window:
-    """A half-open range `[start, end)` of `field` (`date_created` or `activity_at`).
+class Page:
+    """Emails of one answer, and the interval of their span now completely read."""
 
-    A self-contained unit of work: it carries its own bounds and pages, so several windows
-    can be fetched at once under one rate limiter.
-    """
-
-    field: str
-    start: datetime
-    end: datetime
-
-    def params(self) -> dict[str, str]:
-        return {
-            f"{self.field}__gte": format_timestamp(self.start),
-            f"{self.field}__lt": format_timestamp(self.end),
-        }
+    emails: list[dict[str, Any]]
+    span_id: int
+    done: Interval
 
 
-def make_windows(field: str, start: datetime, end: datetime, length: timedelta) -> list[Window]:
-    """Splits `[start, end)` into consecutive windows of at most `length`, oldest first."""
-    windows = []
-    while start < end:
-        upper = min(end, start + length)
-        windows.append(Window(field, start, upper))
-        start = upper
-    return windows
+class Spans:
+    """The spans of one walk, handed to workers; thread-safe."""
+
+    def __init__(self, intervals: Sequence[Interval], workers: int) -> None:
+        self._lock = threading.Condition()
+        self._pending = [Span(lo, hi) for lo, hi in split_evenly(intervals, workers)]
+        self._active: dict[int, Span] = {}
+        self._next_id = 0
+        self.splits = 0
+
+    def claim(self, stop: threading.Event) -> Span | None:
+        """The next span to walk: a pending one, else half of the busiest; None when all done."""
+        with self._lock:
+            while not stop.is_set():
+                span = self._pending.pop(0) if self._pending else self._steal()
+                if span is not None:
+                    span.id, self._next_id = self._next_id, self._next_id + 1
+                    self._active[span.id] = span
+                    return span
+                if not self._active:
+                    return None
+                self._lock.wait(0.05)  # a busy span may become splittable; or all finish
+            return None
+
+    def _steal(self) -> Span | None:
+        """Splits the unread part of the span with the most rows left; None if none is worth it."""
+        busiest = max(
+            (s for s in self._active.values() if s.splittable),
+            key=Span.unread_estimate,
+            default=None,
+        )
+        if busiest is None or busiest.unread_estimate() < MIN_SPLIT_ROWS:
+            return None
+        assert busiest.anchor is not None
+        middle = busiest.lo + (busiest.anchor - busiest.lo) / 2
+        stolen = Span(busiest.lo, middle)
+        busiest.lo = middle
+        self.splits += 1
+        return stolen
+
+    def lower_bound(self, span: Span) -> datetime:
+        with self._lock:
+            return span.lo
+
+    def settle(
+        self, span: Span, emails: list[dict[str, Any]], created: list[datetime], at_anchor: set[str]
+    ) -> tuple[list[dict[str, Any]], datetime, bool]:
+        """Takes a page into `span`: the fresh emails, the span's lower bound, and whether the
+        page reached below it (a split while the page was in flight: the rest is the thief's).
+
+        Under the lock, so that no split sees the span between the page and its anchor.
+        """
+        with self._lock:
+            lo, anchor, fresh = span.lo, span.anchor, []
+            for email_obj, moment in zip(emails, created, strict=True):
+                if moment < lo:
+                    break
+                if moment == anchor and email_obj["id"] in at_anchor:
+                    continue
+                if anchor is None or moment < anchor:
+                    anchor = moment
+                    at_anchor.clear()
+                at_anchor.add(email_obj["id"])
+                fresh.append(email_obj)
+            span.anchor, span.seen_at_anchor = anchor, len(at_anchor)
+            span.rows += len(fresh)
+            self._lock.notify_all()  # the span may have become worth splitting
+            return fresh, lo, bool(created) and created[-1] < lo
+
+    def finish(self, span: Span) -> None:
+        with self._lock:
+            self._active.pop(span.id, None)
+            self._lock.notify_all()
+
+    def wake(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
 
 
-def walk_window(
-    client: CloseClient, window: Window, fields: Sequence[str] | None = None
-) -> Iterator[list[dict[str, Any]]]:
-    """Yields the pages of emails in `window`, newest `date_created` first, each email once.
+def split_evenly(intervals: Sequence[Interval], parts: int) -> list[Interval]:
+    """Cuts `intervals` into about `parts` pieces of equal duration, newest first."""
+    total = sum(((hi - lo) for lo, hi in intervals), timedelta())
+    if not intervals or parts <= 1 or total <= TICK * parts:
+        return sorted(intervals, reverse=True)
+    piece = total / parts
+    pieces = []
+    for lo, hi in intervals:
+        start = lo
+        while hi - start > piece * 1.5:
+            end = start + piece
+            pieces.append((start, end))
+            start = end
+        pieces.append((start, hi))
+    return sorted(pieces, reverse=True)  # recent history is usually the densest: start there
 
-    Pages are anchored at the oldest `date_created` seen so far (see the module docstring),
-    which makes the walk immune to `_skip` drift and keeps `_skip` far below `max_skip`.
+
+def walk_span(
+    client: CloseClient,
+    spans: Spans,
+    span: Span,
+    fields: Sequence[str] | None = None,
+    filters: dict[str, str] | None = None,
+) -> Iterator[Page]:
+    """Yields the pages of `span`, newest `date_created` first, each email once.
+
+    Pages are anchored at the oldest `date_created` seen so far (see the module docstring).
     Anchoring relies on Close's newest-first order, which is observed, not documented: a
-    page out of that order switches the window to plain `_skip` paging from its start.
+    page out of that order switches the span to plain `_skip` paging from its start.
     """
-    base = window.params()
+    base: dict[str, Any] = dict(filters or {}, _limit=PAGE_LIMIT)
     if fields:
         base["_fields"] = ",".join(sorted(set(fields) | {"id", "date_created"}))
-    anchored = True
     anchor: datetime | None = None
-    seen_at_anchor = 0  # rows seen with date_created == anchor (anchored paging)
-    listed = 0  # rows listed since the window's start (plain paging)
-    seen_ids: set[str] = set()
+    at_anchor: set[str] = set()  # ids read with date_created == anchor (kept by `settle`)
+    listed = 0  # rows listed from the span's start, for plain paging
     while True:
-        skip = seen_at_anchor if anchored else listed
-        params: dict[str, Any] = dict(base, _limit=PAGE_LIMIT, _skip=skip)
-        if anchored and anchor is not None:
+        lo = spans.lower_bound(span)
+        params = dict(base, date_created__gte=format_timestamp(lo))
+        params["date_created__lt"] = format_timestamp(span.hi)
+        params["_skip"] = len(at_anchor) if span.splittable else listed
+        if span.splittable and anchor is not None:
             params["date_created__lte"] = format_timestamp(anchor)
-        if skip > MAX_SKIP:
+        if params["_skip"] > MAX_SKIP:
             raise CloseApiError(
-                f"more than {MAX_SKIP} emails in the window {window.start} - {window.end}"
-                " cannot be paged; lower window_days"
+                f"more than {MAX_SKIP} emails share the date_created {anchor} and cannot be paged"
             )
         page = client.get(EMAILS_PATH, params)
         emails = page.get("data") or []
-        listed += len(emails)
-        fresh = [e for e in emails if e["id"] not in seen_ids]
-        if fresh:
-            seen_ids.update(e["id"] for e in fresh)
-            yield fresh
-        if not page.get("has_more") or not emails:
-            return
-        if not anchored:
-            continue
         created = [parse_timestamp(e["date_created"]) for e in emails]
-        if any(newer > older for older, newer in zip(created, created[1:], strict=False)):  # type: ignore[operator]
+        if span.splittable and any(b > a for a, b in zip(created, created[1:], strict=False)):  # type: ignore[operator]
             logger.warning("Close listed emails out of newest-first order: plain _skip paging")
-            anchored, listed = False, 0
+            span.splittable, listed, anchor, span.anchor = False, 0, None, None
+            at_anchor.clear()
             continue
-        for moment in created:
-            if moment == anchor:
-                seen_at_anchor += 1
-            elif anchor is None or moment < anchor:  # type: ignore[operator]
-                anchor, seen_at_anchor = moment, 1
+        listed += len(emails)
+        fresh, lo, below = spans.settle(span, emails, created, at_anchor)  # type: ignore[arg-type]
+        anchor = span.anchor
+        finished = not page.get("has_more") or not emails or below
+        if finished:
+            yield Page(fresh, span.id, (lo, span.hi))
+        elif anchor is None:
+            yield Page(fresh, span.id, (span.hi, span.hi))
+        else:
+            yield Page(fresh, span.id, (anchor + TICK, span.hi))
+        if finished:
+            return
 
 
-def walk_windows(
+@dataclass
+class Walk:
+    """Walks `intervals` of `date_created` with `concurrency` workers into a bounded buffer.
+
+    `pages()` may be read in several sittings (one per chunk): the workers keep fetching
+    into the buffer meanwhile, which overlaps the API's waits with loading. `close()` stops
+    the workers, also those sleeping in the rate limiter.
+    """
+
+    client: CloseClient
+    intervals: Sequence[Interval]
+    concurrency: int
+    fields: Sequence[str] | None = None
+    filters: dict[str, str] | None = None
+    buffer_pages: int = 200
+    finished: bool = False
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _iterator: Iterator[Page] | None = None
+
+    def __post_init__(self) -> None:
+        self.spans = Spans(self.intervals, self.concurrency)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.buffer_pages))
+        self._running = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()  # this walk only: the client may serve on after it
+
+    def pages(self) -> Iterator[Page]:
+        """The walk's pages in arrival order; resumes where the last sitting stopped."""
+        if self._iterator is None:
+            self._iterator = self._consume()
+        return self._iterator
+
+    def _consume(self) -> Iterator[Page]:
+        self._start()
+        while True:
+            item = self._queue.get()
+            if item is None:  # a worker ended
+                with self._lock:
+                    self._running -= 1
+                    if self._running == 0:
+                        break
+                continue
+            if isinstance(item, BaseException):
+                self.close()
+                raise item
+            yield item
+        self.finished = True
+
+    def _start(self) -> None:
+        workers = max(1, self.concurrency)
+        self._running = workers
+        for number in range(workers):
+            thread = threading.Thread(target=self._work, name=f"close-walk-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        try:
+            while (span := self.spans.claim(self._stop)) is not None:
+                try:
+                    for page in walk_span(self.client, self.spans, span, self.fields, self.filters):
+                        self._put(page)
+                finally:
+                    self.spans.finish(span)
+            self._put(None)
+        except Stopped:
+            pass
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            try:
+                self._put(exc)
+                self._put(None)
+            except Stopped:
+                pass
+
+    def _put(self, item: Any) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set():  # nobody reads any more
+                    raise Stopped("stopped") from None
+
+    def close(self) -> None:
+        """Stops the workers and waits for them (a worker in a request ends after it)."""
+        self._stop.set()
+        self.spans.wake()
+        while any(t.is_alive() for t in self._threads):
+            try:
+                self._queue.get(timeout=0.05)  # make room for workers blocked on a full buffer
+            except queue.Empty:
+                pass
+        self._threads.clear()
+
+
+def walk_all(
     client: CloseClient,
-    windows: Sequence[Window],
+    intervals: Sequence[Interval],
     concurrency: int,
     fields: Sequence[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Walks several windows at once (`concurrency` threads) and yields their pages.
-
-    Pages arrive in completion order; a bounded queue keeps memory flat when the consumer
-    (dlt's normalizer buffer) is slower than the API.
-    """
-    if concurrency <= 1 or len(windows) <= 1:
-        for window in windows:
-            yield from walk_window(client, window, fields)
-        return
-    pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency * 4)
-    stop = threading.Event()
-
-    def hand_over(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                pages.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(window: Window) -> None:
-        try:
-            for page in walk_window(client, window, fields):
-                if not hand_over(page):
-                    return
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            hand_over(exc)
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="close-window")
-    futures = [pool.submit(run, window) for window in windows]
+    """Every page of the walk of `intervals` in one go (e.g. to list all ids)."""
+    walk = Walk(client, intervals, concurrency, fields)
     try:
-        finished = 0
-        while finished < len(futures):
-            try:
-                item = pages.get(timeout=0.1)
-            except queue.Empty:
-                finished = sum(f.done() for f in futures)
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        while not pages.empty():
-            item = pages.get_nowait()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for page in walk.pages():
+            if page.emails:
+                yield page.emails
     finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not walk.finished:
+            walk.close()
+
+
+# ------------------------------------------------------------------------------ ids
 
 
 def fetch_by_ids(

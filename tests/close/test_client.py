@@ -112,8 +112,8 @@ def test_missing_api_key_fails_the_cli_with_one_line(sync_env, monkeypatch) -> N
 
 
 def test_sync_survives_429_storms_and_5xx_bursts(make_emulator, sync_env) -> None:  # noqa: ANN001
-    close = make_emulator(emails=300, seed=9)
-    close.emulator.faults.set(error_rate=0.15, storm_next=3, storm_reset_seconds=1.0)
+    close = make_emulator(emails=1500, seed=9)
+    close.emulator.faults.set(error_rate=0.2, error_next=2, storm_next=3, storm_reset_seconds=1.0)
     out = sync(close.base_url)
     close.emulator.faults.reset()
     assert "api.throttled_429: 3" in out

@@ -1,11 +1,10 @@
 """Crash safety: the real CLI killed with SIGKILL at several points, then one clean rerun."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -90,28 +89,70 @@ def test_first_sync_killed_mid_extract_then_rerun_equals_close(
     assert_warehouse_equals(close.emulator.all_emails())
 
 
-def test_killed_backfill_resumes_from_the_last_loaded_window(
+def test_killed_backfill_resumes_from_the_last_loaded_chunk(
     make_emulator,
     sync_env,
     monkeypatch,  # noqa: ANN001
 ) -> None:
-    close = make_emulator(emails=600, seed=23)
+    close = make_emulator(emails=1200, seed=23)
     sync(close.base_url)
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "20")
-    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "1")  # one window per load
+    monkeypatch.setenv("SOURCES__CLOSE__CHUNK_EMAILS", "100")
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "2")
     now = close.emulator.clock.now()
-    start, end = (now - timedelta(days=200)).date(), (now - timedelta(days=40)).date()
+    start, end = (now - timedelta(days=400)).date(), (now - timedelta(days=40)).date()
     args = ["backfill", "--start", start.isoformat(), "--end", end.isoformat()]
     state_before = status_cursors()
+    close.emulator.delete_email(_email_with_activity_in(close, start, end))  # to be noticed
 
-    killed = cli(close.base_url, args, kill_at="extract:1:4")  # dies in the 4th window
+    killed = cli(close.base_url, args, kill_at="extract:1:4")  # dies in the 4th chunk
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+    close.emulator.request_log.clear()
     rerun = cli(close.base_url, args)
     assert rerun.returncode == 0, rerun.stderr
-    resumed = re.search(r"^backfill\.resumed_from: (.+)$", rerun.stdout, re.MULTILINE)
-    assert resumed and resumed.group(1).startswith((start + timedelta(days=60)).isoformat())
+    assert "backfill.resumed: True" in rerun.stdout
+    in_range = [e for e in close.emulator.all_emails() if _activity_in(e, start, end)]
+    lists = [e for e in close.emulator.request_log.snapshot() if e.path.endswith("/email/")]
+    assert len(lists) < -(-len(in_range) // 100), "the rerun walked the whole range again"
     assert status_cursors() == state_before
     assert_warehouse_equals(close.emulator.all_emails())
+
+
+def test_first_sync_killed_after_some_chunks_resumes_from_the_last_loaded_one(
+    make_emulator,
+    sync_env,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    close = make_emulator(emails=3000, seed=24)
+    monkeypatch.setenv("SOURCES__CLOSE__CHUNK_EMAILS", "500")
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "4")
+    killed = cli_sync(close.base_url, "extract:1:4")  # three chunks loaded, killed in the 4th
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    loaded = query("SELECT COUNT(*) AS n FROM {ds}.emails")[0]["n"]
+    assert loaded >= 1500
+    change_emails(close, 1)
+    close.emulator.request_log.clear()
+    rerun = cli_sync(close.base_url)
+    assert rerun.returncode == 0, rerun.stderr
+    lists = [e for e in close.emulator.request_log.snapshot() if e.path.endswith("/email/")]
+    left = len(close.emulator.all_emails()) - loaded
+    # only the ranges not loaded are walked again (plus the change scan's one re-fetch)
+    assert len(lists) <= -(-left // 100) + 3 * 4 + 10, (len(lists), left)
+    assert_warehouse_equals(close.emulator.all_emails())
+    again = cli_sync(close.base_url)  # re-reads only the last five minutes of events
+    assert (
+        again.returncode == 0
+        and f"emails.total: {len(close.emulator.all_emails())}" in again.stdout
+    )
+    assert_warehouse_equals(close.emulator.all_emails())
+
+
+def _activity_in(email: dict, start: date, end: date) -> bool:
+    moment = email.get("activity_at")
+    return moment is not None and start.isoformat() <= moment[:10] < end.isoformat()
+
+
+def _email_with_activity_in(close: EmulatorServer, start: date, end: date) -> str:
+    return next(e["id"] for e in close.emulator.all_emails() if _activity_in(e, start, end))
 
 
 def status_cursors() -> list[str]:

@@ -1,6 +1,6 @@
-"""Unit tests of the source's pieces that need no server: shaping, windows, hints."""
+"""Unit tests of the source's pieces that need no server: shaping and hints."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dlt
 
@@ -8,7 +8,6 @@ from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
 from sources.close.rows import email_to_row
 from sources.close.timestamps import parse_rfc2822, parse_timestamp
-from sources.close.walk import make_windows, walk_window
 
 
 def test_timestamps_in_every_close_format() -> None:
@@ -40,16 +39,6 @@ def test_recipients_fall_back_to_top_level_fields_without_an_envelope() -> None:
     assert row["envelope"] == {"date_utc": None}
 
 
-def test_windows_cover_the_range_half_open_and_in_order() -> None:
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    windows = make_windows("date_created", start, start + timedelta(days=10), timedelta(days=3))
-    assert [(w.start.day, w.end.day) for w in windows] == [(1, 4), (4, 7), (7, 10), (10, 11)]
-    assert windows[0].params() == {
-        "date_created__gte": "2024-01-01T00:00:00+00:00",
-        "date_created__lt": "2024-01-04T00:00:00+00:00",
-    }
-
-
 def test_ratelimit_header_and_endpoint_groups() -> None:
     assert parse_ratelimit_header("limit=160; remaining=159; reset=8") == {
         "limit": 160, "remaining": 159, "reset": 8}  # fmt: skip
@@ -72,28 +61,3 @@ def test_one_load_with_two_versions_keeps_the_newest(tmp_path) -> None:  # noqa:
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT subject FROM emails") == [("new",)]
         assert client.execute_sql("SELECT filename FROM emails__attachments") == [("c",)]
-
-
-class ListingStub:
-    """Stands in for the client: lists 250 emails oldest first, as Close is NOT known to."""
-
-    def __init__(self) -> None:
-        start = datetime(2024, 1, 1, tzinfo=UTC)
-        self.emails = [
-            {"id": f"acti_{i:03}", "date_created": (start + timedelta(minutes=i)).isoformat()}
-            for i in range(250)
-        ]
-
-    def get(self, path: str, params: dict) -> dict:
-        skip, limit = params["_skip"], params["_limit"]
-        rows = [e for e in self.emails if "date_created__lte" not in params
-                or parse_timestamp(e["date_created"]) <= parse_timestamp(params["date_created__lte"])]  # fmt: skip
-        return {"data": rows[skip : skip + limit], "has_more": len(rows) > skip + limit}
-
-
-def test_walk_falls_back_to_plain_paging_when_the_order_is_not_newest_first() -> None:
-    stub = ListingStub()
-    window = make_windows("date_created", datetime(2024, 1, 1, tzinfo=UTC),
-                          datetime(2024, 2, 1, tzinfo=UTC), timedelta(days=31))[0]  # fmt: skip
-    ids = [e["id"] for page in walk_window(stub, window) for e in page]  # type: ignore[arg-type]
-    assert sorted(ids) == [e["id"] for e in stub.emails]

@@ -74,7 +74,7 @@ def test_walk_with_inserts_and_deletes_between_pages_misses_and_duplicates_nothi
     monkeypatch,  # noqa: ANN001
 ) -> None:
     close = make_emulator(emails=1200, seed=3)
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")  # one window of 12 pages
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "1")  # one span of 12 pages
     close.emulator.faults.set(drift_after_page=2, drift_insert=15, drift_delete=10)
     sync(close.base_url, "--no-bodies")
     drift = close.emulator.faults.as_dict().get("drift_done")
@@ -120,13 +120,13 @@ def test_fields_close_adds_later_become_new_columns(close: EmulatorServer) -> No
     assert rows == [{"is_forwarded": True, "ai_summary": "short"}]
 
 
-def test_a_window_larger_than_max_skip_is_walked_whole(
+def test_a_span_larger_than_max_skip_is_walked_whole(
     make_emulator,
     sync_env,
     monkeypatch,  # noqa: ANN001
 ) -> None:
     close = make_emulator(emails=800, seed=13, max_skip=150)
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")  # one window of 8 pages
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "1")  # one span of 8 pages
     sync(close.base_url, "--no-bodies")
     lists = [
         e for e in close.emulator.request_log.snapshot() if e.path.endswith("/activity/email/")
@@ -134,3 +134,22 @@ def test_a_window_larger_than_max_skip_is_walked_whole(
     assert len(lists) >= 8 and all(e.status == 200 for e in lists)
     assert max(int(e.query.get("_skip", 0)) for e in lists) <= 150
     assert_warehouse_equals(close.emulator.all_emails(), include_bodies=False)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4, 8])
+def test_results_are_identical_for_any_concurrency(
+    make_emulator,
+    sync_env,
+    monkeypatch,
+    concurrency: int,  # noqa: ANN001
+) -> None:
+    """Split spans, chunks and workers change the requests, never the data."""
+    close = make_emulator(emails=1500, seed=31)
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", str(concurrency))
+    monkeypatch.setenv("SOURCES__CLOSE__CHUNK_EMAILS", "400")  # several chunk loads
+    out = sync(close.base_url)
+    assert_warehouse_equals(close.emulator.all_emails())
+    assert "emails.new: 1501" in out or "emails.new: 1500" in out
+    lists = [e for e in close.emulator.request_log.snapshot() if e.path.endswith("/email/")]
+    assert len(lists) <= -(-1500 // 100) + 3 * concurrency + 10, len(lists)
+    assert "emails.new: 0" in sync(close.base_url)
