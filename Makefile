@@ -13,7 +13,7 @@ EMAILS ?= 20000
 help:
 	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
 	@echo "make test        run the whole test suite"
-	@echo "make lint        ruff check and format check"
+	@echo "make lint        ruff check, format check and mypy"
 	@echo "make bench       sync and emulator benchmarks (prints figures)"
 	@echo "make peers-check Airbyte's and Singer's Close connectors against the emulator"
 	@echo "make docs        regenerate docs/tables.md from the schema"
@@ -35,6 +35,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

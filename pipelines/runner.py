@@ -170,7 +170,7 @@ def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
         return {"status": "no successful run yet", "pipeline": pipeline.pipeline_name}
     try:
         with client:
-            state = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
+            state = load_pipeline_state_from_destination(pipeline.pipeline_name, client)  # type: ignore[arg-type]
     except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
         state = None  # nothing loaded into this dataset yet
     if not state:
@@ -202,7 +202,7 @@ def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
 
 def describe_failure(exc: BaseException) -> str | None:
     """One line for an expected failure (bad key, API or destination down), else None."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, CloseApiError):
             return str(seen)
@@ -238,9 +238,9 @@ def _run(pipeline: dlt.Pipeline, source: Any) -> dict[str, int]:
     """Extracts, normalizes and loads `source`, refreshes the views; rows loaded per table."""
     fmt = LOADER_FILE_FORMAT.get(pipeline.destination.destination_name)
     pipeline.collector = CrashSwitch.from_env()
-    pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()
+    pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()  # type: ignore[arg-type]
     _refresh_views(pipeline)
-    normalized = pipeline.last_trace.last_normalize_info
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     return dict(normalized.row_counts) if normalized else {}
 
 
@@ -325,7 +325,8 @@ def _row_counts(pipeline: dlt.Pipeline, tables: list[str] | None = None) -> dict
             for table in tables or TABLES:
                 name = client.make_qualified_table_name(table)
                 try:
-                    counts[table] = client.execute_sql(f"SELECT COUNT(*) FROM {name}")[0][0]
+                    result = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                    counts[table] = result[0][0] if result else 0
                 except DatabaseUndefinedRelation:  # not created yet
                     counts[table] = 0
     except Exception as exc:

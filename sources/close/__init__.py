@@ -108,6 +108,9 @@ class WalkRun:
         return merge([*self.done, *self.spans.values()])
 
     def close(self) -> None:
+        """Ends the command: stops the walk's workers, also those asleep in the limiter."""
+        if self.client is not None:
+            self.client.stop.set()
         if self.walk is not None and not self.walk.finished:
             self.walk.close()
 
@@ -388,5 +391,5 @@ def _emails_resource(generator: Any, name: str) -> DltResource:
         primary_key="id",
         write_disposition=MERGE,
         columns=EMAIL_HINTS,
-        nested_hints=NESTED_HINTS,
+        nested_hints=NESTED_HINTS,  # type: ignore[arg-type]
     )()

@@ -84,7 +84,8 @@ def first_email_start(client: CloseClient, start: datetime) -> datetime:
         {"_type": "Email", "_order_by": "date_created", "_limit": 1, "_fields": "date_created"},
     )
     data = page.get("data") or []
-    return max(start, parse_timestamp(data[0]["date_created"])) if data else start
+    first = parse_timestamp(data[0]["date_created"]) if data else None
+    return max(start, first) if first else start
 
 
 def event_log_gap(

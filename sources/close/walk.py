@@ -21,6 +21,7 @@ Every page goes out with the interval of its span that is now fully read, so the
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -303,11 +304,13 @@ class Walk:
                 if self._stop.is_set():  # nobody reads any more
                     raise Stopped("stopped") from None
 
-    def close(self) -> None:
-        """Stops the workers and waits for them (a worker in a request ends after it)."""
+    def close(self, grace_s: float = 2.0) -> None:
+        """Stops the workers; waits up to `grace_s` for them (daemon threads: one stuck in a
+        slow answer does not hold the process, and nothing it fetches is used)."""
         self._stop.set()
         self.spans.wake()
-        while any(t.is_alive() for t in self._threads):
+        deadline = time.monotonic() + grace_s
+        while any(t.is_alive() for t in self._threads) and time.monotonic() < deadline:
             try:
                 self._queue.get(timeout=0.05)  # make room for workers blocked on a full buffer
             except queue.Empty:

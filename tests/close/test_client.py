@@ -1,9 +1,12 @@
 """The HTTP client against the emulator: waits Close asks for, retries, clear failures."""
 
+import http.server
+import threading
+
 import pytest
 
 from close_emulator import EmulatorServer
-from sources.close.client import CloseAuthError, CloseClient, CloseUnavailableError
+from sources.close.client import CloseApiError, CloseAuthError, CloseClient, CloseUnavailableError
 
 from .utils import assert_warehouse_equals, run_cli, sync
 
@@ -119,3 +122,46 @@ def test_sync_survives_429_storms_and_5xx_bursts(make_emulator, sync_env) -> Non
     assert "api.throttled_429: 3" in out
     assert "api.retries: 0" not in out
     assert_warehouse_equals(close.emulator.all_emails())
+
+
+class HtmlPage(http.server.BaseHTTPRequestHandler):
+    """A captive portal or a web site at the configured URL: 200 with an HTML page."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"<html><body>Welcome</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_html_200_is_not_retried() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HtmlPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = CloseClient(KEY, f"http://127.0.0.1:{server.server_port}/api/v1")
+        with pytest.raises(CloseApiError, match="HTML page"):
+            client.get(LIST)
+        assert client.stats.requests == 1 and client.stats.retries == 0
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("base_url", ["htp://127.0.0.1:9/api/v1", "127.0.0.1:9/api/v1", "http://"])
+def test_a_malformed_base_url_is_not_retried(base_url: str) -> None:
+    client = CloseClient(KEY, base_url)
+    with pytest.raises(CloseApiError, match="cannot send") as failure:
+        client.get(LIST)
+    assert client.stats.retries == 0 and "\n" not in str(failure.value)
+
+
+def test_a_4xx_other_than_429_is_not_retried(close: EmulatorServer) -> None:
+    client = client_for(close)
+    with pytest.raises(CloseApiError, match="400"):
+        client.get(LIST, {"_limit": 1000})
+    assert [e.status for e in api_log(close)] == [400]
