@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 DESTINATION ?= duckdb
 EMAILS ?= 20000
 
-.PHONY: help venv test demo lint format bench bench-sync bench-emulator peers-check docs clean
+.PHONY: help venv test demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
 
 help:
 	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
 	@echo "make test        run the whole test suite"
 	@echo "make lint        ruff check, format check and mypy"
-	@echo "make bench       sync and emulator benchmarks (prints figures)"
+	@echo "make bench       the sync benchmark: one table, six scenarios (BENCH_ARGS='--only storm' etc.)"
+	@echo "make bench-quick the same on small datasets (a smoke run)"
 	@echo "make peers-check Airbyte's and Singer's Close connectors against the emulator"
 	@echo "make docs        regenerate docs/tables.md from the schema"
 
@@ -41,10 +42,15 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-sync bench-emulator
+# `make bench` prints one table (bench/bench_sync.py --help: scenarios and sizes); the
+# emulator's own benchmark is separate
+bench: $(STAMP)
+	$(PY) bench/bench_sync.py $(BENCH_ARGS)
 
-bench-sync: $(STAMP)
-	$(PY) bench/bench_sync.py
+bench-quick: $(STAMP)
+	$(PY) bench/bench_sync.py --quick $(BENCH_ARGS)
+
+bench-sync: bench
 
 bench-emulator: $(STAMP)
 	$(PY) bench/bench_emulator.py

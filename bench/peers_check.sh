@@ -12,7 +12,8 @@
 #
 # Prints one summary line per peer; exits non-zero if a peer fails (or cannot be installed).
 # Environment: PEERS_PYTHON (python for the venvs, default python3), PEERS_EMAILS (1000),
-# PEERS_TIMEOUT (seconds per connector run, 600).
+# PEERS_TIMEOUT (seconds per connector run, 600), PEERS_INSTALL_ONLY=1 (steps 1-2 only, then
+# exit: non-zero if a peer could not be installed).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,6 +78,10 @@ SINGER_OK=1
 install_peer "$PEERS/airbyte-venv" "$AIRBYTE_PKG" || AIRBYTE_OK=0
 install_peer "$PEERS/singer-venv" "$SINGER_PKG" || SINGER_OK=0
 cp "$ROOT/bench/peers/sitecustomize.py" "$PEERS/shim/sitecustomize.py"
+if [[ "${PEERS_INSTALL_ONLY:-0}" == 1 ]]; then  # `make bench` installs the peers this way
+    ((AIRBYTE_OK && SINGER_OK))
+    exit
+fi
 
 # --- the emulator --------------------------------------------------------------------------------
 say "peers: starting the emulator ($EMAILS emails over 30 days, --rate 0, no faults)"

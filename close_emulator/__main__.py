@@ -8,6 +8,7 @@ import sys
 import time
 
 from .emulator import Emulator, EmulatorConfig
+from .generator import HISTORY_SHAPES
 from .server import make_server
 
 FAULT_OPTIONS = (
@@ -19,6 +20,8 @@ FAULT_OPTIONS = (
     ("stall_rate", float, "fraction of API requests answered only after --stall-seconds"),
     ("stall_seconds", float, "how long a stalled request waits (default 30)"),
     ("truncate_rate", float, "fraction of API responses cut off after half the body"),
+    ("storm_period_s", float, "periodic 429 storm: its period in seconds (default 0 = off)"),
+    ("storm_duration_s", float, "periodic 429 storm: its first seconds of each period are 429s"),
     ("fault_seed", int, "seed of the fault random generator (default 0)"),
 )
 
@@ -54,6 +57,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--history-days", type=int, default=730, help="how far back generated data goes (730)"
     )
     parser.add_argument(
+        "--history-shape",
+        choices=HISTORY_SHAPES,
+        default="recent",
+        help="how thread start times spread over the history: recent (default: more recent is "
+        "likelier), uniform, sparse (about one active day a month), burst (--burst-fraction of "
+        "threads on one day, the rest uniform) or mix",
+    )
+    parser.add_argument(
+        "--burst-fraction",
+        type=float,
+        default=0.9,
+        help="burst shape: the share of threads started on the burst day (0.9)",
+    )
+    parser.add_argument(
+        "--request-log-size",
+        type=int,
+        default=100_000,
+        help="API requests the request log keeps (100000; counts cover every request)",
+    )
+    parser.add_argument(
         "--thread-delete-email-events",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -83,13 +106,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse-db",
         action="store_true",
-        help="skip generation when --db already holds data generated with the same --emails "
+        help="skip generation when --db already holds data generated with the same --emails, "
         "and --seed",
     )
     parser.add_argument(
         "--log-requests", action="store_true", help="print an access log line per request"
     )
     return parser.parse_args(argv)
+
+
+def _same_generation(emulator: Emulator, n_emails: int, seed: int) -> bool:
+    """Whether the database already holds data generated with these settings (a database from
+    before history shapes existed holds the default shape)."""
+    generated = {
+        "history_days": 730,
+        "history_shape": "recent",
+        "burst_fraction": 0.9,
+        **(emulator.generation() or {}),
+    }
+    wanted = emulator.generation_key(n_emails, seed)
+    return all(generated.get(key) == value for key, value in wanted.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,17 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         event_max_limit=args.event_max_limit,
         retention_days=args.retention_days,
         history_days=args.history_days,
+        history_shape=args.history_shape,
+        burst_fraction=args.burst_fraction,
+        request_log_size=args.request_log_size,
         thread_delete_email_events=args.thread_delete_email_events,
         naive_event_timestamps=args.naive_event_timestamps,
     )
     emulator = Emulator(config, db_path=args.db)
     try:
-        generated = emulator.generation() or {}
-        if not (
-            args.reuse_db
-            and generated.get("n_emails") == args.emails
-            and generated.get("seed") == args.seed
-        ):
+        if not (args.reuse_db and _same_generation(emulator, args.emails, args.seed)):
             started = time.monotonic()
             emulator.generate(args.emails, args.seed)
             took = time.monotonic() - started

@@ -81,6 +81,8 @@ def _route(
             return json_response(200, emu.faults.as_dict())
         case "GET", ["requests"]:
             return json_response(200, [entry.as_dict() for entry in emu.request_log])
+        case "GET", ["requests", "counts"]:
+            return json_response(200, emu.request_log.counts())
         case "DELETE", ["requests"]:
             emu.request_log.clear()
             return json_response(200, {})

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,13 +58,18 @@ class EmulatorConfig:
     event_max_limit: int = 50
     retention_days: float = 30
     history_days: int = 730
+    history_shape: str = "recent"  # recent, uniform, sparse, burst or mix (generator.py)
+    burst_fraction: float = 0.9  # burst shape: the share of threads on the burst day
+    request_log_size: int = 100_000  # entries the request log keeps (the oldest go first)
     thread_delete_email_events: bool = True  # deleting a thread also emits per-email 'deleted'
     naive_event_timestamps: bool = True  # event date_created/date_updated without offset
 
 
 @dataclass
 class LogEntry:
-    """One API request as received (time in emulator-clock epoch seconds, at arrival)."""
+    """One API request: `time` at arrival and `answered` when the response went out (after any
+    injected latency; for a dropped connection, when it was closed), both emulator-clock epoch
+    seconds; `wait` is, on a 429, the longest wait its signals announced (seconds)."""
 
     time: float
     method: str
@@ -72,6 +77,8 @@ class LogEntry:
     query: dict[str, str]
     status: int  # 0 when the connection was dropped without a response
     group: str
+    answered: float | None = None
+    wait: float | None = None
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -82,21 +89,47 @@ class LogEntry:
 
 
 class RequestLog:
-    """The last `maxlen` API requests, oldest first; list-like and thread-safe."""
+    """The last `maxlen` API requests, oldest first; list-like and thread-safe. Also counts every
+    request since the last `clear` by status, however many entries the log still holds."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
         self._entries: deque[LogEntry] = deque(maxlen=maxlen)
+        self._by_status: Counter[int] = Counter()
         self._lock = threading.Lock()
+
+    @property
+    def maxlen(self) -> int:
+        """How many entries the log keeps."""
+        return self._entries.maxlen or 0
+
+    def resize(self, maxlen: int) -> None:
+        """Keep up to `maxlen` entries from now on (the newest ones stay)."""
+        if maxlen < 1:
+            raise ValueError("request_log_size must be at least 1")
+        with self._lock:
+            self._entries = deque(self._entries, maxlen=maxlen)
 
     def append(self, entry: LogEntry) -> None:
         """Record one request."""
         with self._lock:
             self._entries.append(entry)
+            self._by_status[entry.status] += 1
 
     def clear(self) -> None:
-        """Forget all entries."""
+        """Forget all entries and reset the counts."""
         with self._lock:
             self._entries.clear()
+            self._by_status.clear()
+
+    def counts(self) -> dict[str, Any]:
+        """{"total", "by_status": {"200": n, ...}, "kept"} since the last `clear`."""
+        with self._lock:
+            by_status = {str(status): n for status, n in sorted(self._by_status.items())}
+            return {
+                "total": sum(self._by_status.values()),
+                "by_status": by_status,
+                "kept": len(self._entries),
+            }
 
     def snapshot(self) -> list[LogEntry]:
         """A copy of the entries."""
@@ -120,7 +153,7 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.clock = Clock()
         self.faults = Faults()
-        self.request_log = RequestLog()
+        self.request_log = RequestLog(self.config.request_log_size)
         self.ratelimiter = RateLimiter()
         self._tmpdir: str | None = None
         if db_path is None:
@@ -153,7 +186,16 @@ class Emulator:
             self.store.wipe()
             self.world = world
             cutoff = now - int(self.config.retention_days * DAY_US)
-            generator = Generator(world, leads, seed, now, self.config.history_days)
+            config = self.config
+            generator = Generator(
+                world,
+                leads,
+                seed,
+                now,
+                config.history_days,
+                config.history_shape,
+                config.burst_fraction,
+            )
             erng = random.Random(f"events-{seed}")
             rows: list[EmailRow] = []
             event_rows: list[tuple] = []
@@ -173,12 +215,25 @@ class Emulator:
             self.store.bulk_insert(rows, event_rows, lead_rows)
             self.store.create_indexes()
             self.store.set_meta("world", world.to_json())
-            self.store.set_meta("generation", {"n_emails": n_emails, "seed": seed, "now_us": now})
+            self.store.set_meta(
+                "generation", {**self.generation_key(n_emails, seed), "now_us": now}
+            )
             self._rng = random.Random(f"mutations-{seed}")
 
     def generation(self) -> dict[str, Any] | None:
-        """{"n_emails", "seed", "now_us"} of the last `generate` on this database, or None."""
+        """`generation_key(...)` plus "now_us" of the last `generate` on this database, or None."""
         return self.store.get_meta("generation")
+
+    def generation_key(self, n_emails: int, seed: int) -> dict[str, Any]:
+        """What determines generated data besides the clock: size, seed and history settings."""
+        config = self.config
+        return {
+            "n_emails": n_emails,
+            "seed": seed,
+            "history_days": config.history_days,
+            "history_shape": config.history_shape,
+            "burst_fraction": config.burst_fraction,
+        }
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -477,6 +532,8 @@ class Emulator:
         unknown = set(kwargs) - names
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        if "request_log_size" in kwargs:
+            self.request_log.resize(int(kwargs["request_log_size"]))
         for key, value in kwargs.items():
             setattr(self.config, key, value)
 

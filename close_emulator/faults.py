@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "storm_ratelimit_header": True,
     "storm_retry_after": True,
     "storm_body_rate_reset": True,
+    "storm_period_s": 0.0,  # periodic storm: every period, the first storm_duration_s are 429s
+    "storm_duration_s": 0.0,
     "drift_after_page": 0,  # 0 = off
     "drift_insert": 0,
     "drift_delete": 0,
@@ -73,6 +75,7 @@ class Faults:
             self._values = copy.deepcopy(DEFAULTS)
             self._rng = random.Random(0)
             self._storm_last: float | None = None
+            self._storm_epoch = time.monotonic()
             self._drift_pages = 0
             self._drift_done: dict[str, list[str]] | None = None
 
@@ -84,8 +87,13 @@ class Faults:
         with self._lock:
             for key, value in kwargs.items():
                 self._values[key] = _coerce(key, value)
+            period, duration = self._values["storm_period_s"], self._values["storm_duration_s"]
+            if period > 0 and duration >= period:
+                raise ValueError("storm_duration_s must be shorter than storm_period_s")
             if "seed" in kwargs:
                 self._rng = random.Random(self._values["seed"])
+            if "storm_period_s" in kwargs or "storm_duration_s" in kwargs:
+                self._storm_epoch = time.monotonic()  # the first storm starts now
             if any(key in kwargs for key in _DRIFT_KEYS):
                 self._drift_pages = 0
                 self._drift_done = None
@@ -145,6 +153,29 @@ class Faults:
             elif self._roll("truncate_rate"):
                 decision.kind = "truncate"
             return decision
+
+    def periodic_storm(self) -> Decision | None:
+        """A storm 429 if a periodic storm is on now, announcing the wait until it ends.
+
+        Periods start when the storm keys were last set; in each, the first
+        `storm_duration_s` seconds are storm. Checked when the answer is made (after any
+        latency), so the announced wait is counted from when the client receives it.
+        """
+        with self._lock:
+            v = self._values
+            period, duration = v["storm_period_s"], v["storm_duration_s"]
+            if period <= 0 or duration <= 0:
+                return None
+            phase = (time.monotonic() - self._storm_epoch) % period
+            if phase >= duration:
+                return None
+            return Decision(
+                kind="storm",
+                seconds=duration - phase,
+                ratelimit_header=v["storm_ratelimit_header"],
+                retry_after=v["storm_retry_after"],
+                body_rate_reset=v["storm_body_rate_reset"],
+            )
 
     def _take(self, key: str) -> bool:
         if self._values[key] > 0:

@@ -94,6 +94,10 @@ SEND_ERRORS = (
 TZ_OFFSETS = (0, 0, 0, -300, -240, -420, -480, 60, 120, 330, 540, 600, 660, -180)
 THREAD_SIZES = (1, 2, 3, 4, 5, 6)
 THREAD_WEIGHTS = (38, 27, 16, 10, 6, 3)
+REPLY_GAP_US = 20 * HOUR_US  # mean time between the emails of a thread
+BURST_REPLY_GAP_US = 20 * 60 * US  # the same on a burst day (replies to a mass mailing)
+# how thread start times spread over the history; "recent" is the original (default) shape
+HISTORY_SHAPES = ("recent", "uniform", "sparse", "burst", "mix")
 HOUR_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 12, 14, 14, 13, 10, 12, 13, 13, 12, 9, 6, 4, 3, 2, 2, 1)
 STATUSES = ("inbox", "draft", "scheduled", "outbox", "sent", "error")
 EMAIL_FIELDS = frozenset(
@@ -465,14 +469,37 @@ class Generator:
     """Generates the emails of a world, thread by thread."""
 
     def __init__(
-        self, world: World, leads: list[dict], seed: int, now_us: int, history_days: int
+        self,
+        world: World,
+        leads: list[dict],
+        seed: int,
+        now_us: int,
+        history_days: int,
+        shape: str = "recent",
+        burst_fraction: float = 0.9,
     ) -> None:
+        if shape not in HISTORY_SHAPES:
+            raise ValueError(f"history shape must be one of {', '.join(HISTORY_SHAPES)}")
+        if not 0 <= burst_fraction <= 1:
+            raise ValueError("burst_fraction must lie in [0, 1]")
         self.rng = random.Random(f"emails-{seed}")
         self.factory = EmailFactory(world, self.rng)
         self.leads = leads
         self.users = {user["id"]: user for user in world.users}
         self.now_us = now_us
         self.history_us = history_days * DAY_US
+        self.shape = shape
+        self.burst_fraction = burst_fraction
+        # The shape's fixed days come from their own generator, so that choosing them does not
+        # shift the per-email draws (the "recent" shape must stay byte-identical per seed).
+        shape_rng = random.Random(f"shape-{seed}")
+        days = max(1, history_days)
+        today = now_us // DAY_US
+        self.burst_day = today - shape_rng.randint(days // 20, days - days // 20)  # mid-history
+        # sparse: about one active day a month, at random, with long quiet gaps between them
+        self.active_days = sorted(
+            today - shape_rng.randrange(days) for _ in range(max(1, days // 30))
+        )
 
     def emails(self, n: int) -> Iterator[tuple[EmailRow, dict[str, Any]]]:
         """Yield `n` (storage row, email object) pairs."""
@@ -509,6 +536,33 @@ class Generator:
         email["body_text_quoted"] = [{"expand": True, "text": text}]
         email["body_html_quoted"] = [{"expand": True, "html": html}]
 
+    def _thread_start(self) -> tuple[int, int]:
+        """A thread's start time and the mean gap between its emails, by history shape."""
+        shape = self.shape
+        if shape == "mix":  # a realistic blend: mostly recent, some even, quiet and burst spells
+            shape = self.rng.choices(("recent", "uniform", "sparse", "burst"), (50, 20, 15, 15))[0]
+        if shape == "recent":
+            return self._start_time(), REPLY_GAP_US
+        if shape == "uniform":
+            return self._on_day(self._uniform_day()), REPLY_GAP_US
+        if shape == "sparse":
+            return self._on_day(self.rng.choice(self.active_days)), REPLY_GAP_US
+        if self.rng.random() < self.burst_fraction:
+            # a mass mailing: replies come within the hour, so the thread stays on the day
+            return self._on_day(self.burst_day), BURST_REPLY_GAP_US
+        return self._on_day(self._uniform_day()), REPLY_GAP_US
+
+    def _uniform_day(self) -> int:
+        """A day (days since the epoch) drawn evenly from the history."""
+        return (self.now_us - int(self.history_us * self.rng.random())) // DAY_US
+
+    def _on_day(self, day: int) -> int:
+        """A time on `day` in business hours, never later than a few seconds ago."""
+        rng = self.rng
+        hour = rng.choices(range(24), HOUR_WEIGHTS)[0]
+        start = day * DAY_US + hour * HOUR_US + rng.randrange(HOUR_US)
+        return min(start, self.now_us - rng.randint(5, 3600) * US)
+
     def _start_time(self) -> int:
         """A thread start time: more recent is likelier, business hours, few weekends."""
         rng = self.rng
@@ -536,14 +590,14 @@ class Generator:
             first=contact["name"].split(" ")[0] if contact and contact["name"] else "you",
         )
         direction = "outgoing" if rng.random() < 0.65 else "incoming"
-        t = self._start_time()
+        t, gap_us = self._thread_start()
         if unsent:
             size, direction, t = 1, "outgoing", now - rng.randint(600, 2 * 86_400) * US
         result: list[tuple[dict, int, int | None, int]] = []
         previous: dict | None = None
         for i in range(size):
             if i:
-                t += int(rng.expovariate(1 / (20 * HOUR_US))) + 60 * US
+                t += int(rng.expovariate(1 / gap_us)) + 60 * US
                 if t > now - 60 * US:
                     break
                 if rng.random() < 0.85:

@@ -58,6 +58,21 @@ def api_key(headers: Any) -> str | None:
     return None
 
 
+def announced_wait(response: Response) -> float | None:
+    """The longest wait a 429 announces in `Retry-After`, `RateLimit … reset=` and the body's
+    `error.rate_reset` (a client honouring any one of them waits at most this long)."""
+    waits: list[float] = []
+    if "Retry-After" in response.headers:
+        waits.append(float(response.headers["Retry-After"]))
+    if "RateLimit" in response.headers:
+        waits.append(float(response.headers["RateLimit"].rsplit("reset=", 1)[1]))
+    if isinstance(response.body, bytes):
+        error = json.loads(response.body or b"{}").get("error")
+        if isinstance(error, dict) and "rate_reset" in error:
+            waits.append(float(error["rate_reset"]))
+    return max(waits) if waits else None
+
+
 def _flat(value: Any) -> str:
     """A `_params` value as a query-string value (lists become comma-separated)."""
     if isinstance(value, list):
@@ -149,7 +164,11 @@ class Handler(BaseHTTPRequestHandler):
         decision = emu.faults.decide() if emu.faults.applies(path) else Decision()
         if decision.delay:
             time.sleep(decision.delay)
+        periodic = emu.faults.periodic_storm() if emu.faults.applies(path) else None
+        if periodic is not None:  # during a periodic storm every API request is a 429
+            decision = periodic
         if decision.kind == "drop":
+            entry.answered = emu.clock.epoch()
             emu.request_log.append(entry)
             self.close_connection = True
             return
@@ -175,6 +194,9 @@ class Handler(BaseHTTPRequestHandler):
         if decision.kind != "storm" and response.content_type != "text/html":
             self._rate_headers(response, verdict or self._peek(key, route.group))
         entry.status = response.status
+        if response.status == 429:
+            entry.wait = announced_wait(response)
+        entry.answered = emu.clock.epoch()
         emu.request_log.append(entry)
         self._send(response, truncate=decision.kind == "truncate")
 

@@ -132,6 +132,11 @@ class AdminClient:
         """The request log (oldest first)."""
         return self._call("GET", "/requests")
 
+    def request_counts(self) -> dict[str, Any]:
+        """{"total", "by_status", "kept"}: requests since the last clear, however many the log
+        still keeps."""
+        return self._call("GET", "/requests/counts")
+
     def clear_requests(self) -> None:
         """Empty the request log."""
         self._call("DELETE", "/requests")

@@ -60,7 +60,10 @@ def test_request_log_in_process_and_over_http(close: Api) -> None:
     assert log[0]["status"] == 200  # entries are subscriptable too
     over_http = admin.requests()
     assert over_http == [e.as_dict() for e in log]
-    assert set(over_http[0]) == {"time", "method", "path", "query", "status", "group"}
+    assert set(over_http[0]) == {
+        "time", "method", "path", "query", "status", "group", "answered", "wait",
+    }  # fmt: skip
+    assert all(e.time <= e.answered and e.wait is None for e in log)
     assert [e.path for e in emulator.request_log] == [e["path"] for e in over_http]
     admin.clear_requests()
     assert admin.requests() == [] and len(emulator.request_log) == 0
@@ -241,6 +244,9 @@ def test_cli_options_and_reused_database(tmp_path) -> None:
             "event_max_limit": 50,
             "retention_days": 5.0,
             "history_days": 10,
+            "history_shape": "recent",
+            "burst_fraction": 0.9,
+            "request_log_size": 100_000,
             "thread_delete_email_events": False,
             "naive_event_timestamps": False,
         }
@@ -252,9 +258,13 @@ def test_cli_options_and_reused_database(tmp_path) -> None:
         assert requests.get(url, auth=("secret", ""), params={"_skip": 31}).status_code == 400
         first_ids = [e["id"] for e in close.admin.all_emails()]
     assert len(first_ids) == 40
-    # --reuse-db: the same --emails and --seed skip generation and serve the same data
-    with EmulatorProcess(["--emails", "40", "--seed", "2", "--db", db, "--reuse-db"]) as again:
+    # --reuse-db: the same --emails, --seed and history settings skip generation and serve the
+    # same data; another history shape is other data
+    reuse = ["--seed", "2", "--db", db, "--reuse-db", "--history-days", "10"]
+    with EmulatorProcess(["--emails", "40", *reuse]) as again:
         assert [e["id"] for e in again.admin.all_emails()] == first_ids
+    with EmulatorProcess(["--emails", "40", *reuse, "--history-shape", "uniform"]) as shaped:
+        assert [e["id"] for e in shaped.admin.all_emails()] != first_ids
     with EmulatorProcess(["--emails", "41", "--seed", "2", "--db", db, "--reuse-db"]) as other:
         assert len(other.admin.all_emails()) == 41
 
@@ -268,3 +278,31 @@ def test_admin_emails_stream_is_valid_json(close: Api) -> None:
     raw = requests.get(close.server.admin.url + "/emails")
     assert raw.headers.get("Transfer-Encoding") == "chunked"
     assert len(json.loads(raw.content)) == 150
+
+
+def test_request_counts_cover_more_than_the_log_keeps(close: Api) -> None:
+    emulator = close.server.emulator
+    admin = close.server.admin
+    admin.clear_requests()
+    admin.set_config(request_log_size=3)
+    for _ in range(4):
+        close.get("/me/")
+    requests.get(close.base + "/me/")  # 401
+    assert len(emulator.request_log) == 3 and emulator.request_log.maxlen == 3
+    assert len(admin.requests()) == 3
+    assert admin.request_counts() == {"total": 5, "by_status": {"200": 4, "401": 1}, "kept": 3}
+    admin.set_config(request_log_size=10)
+    close.get("/me/")
+    assert len(emulator.request_log) == 4  # the three kept plus the new one
+    admin.clear_requests()
+    assert admin.request_counts() == {"total": 0, "by_status": {}, "kept": 0}
+    with pytest.raises(ValueError):
+        admin.set_config(request_log_size=0)
+
+
+def test_request_log_size_option() -> None:
+    with EmulatorProcess(["--emails", "20", "--request-log-size", "2"]) as close:
+        assert close.admin.config()["request_log_size"] == 2
+        for _ in range(3):
+            requests.get(close.base_url + "/me/", auth=("k", ""))
+        assert len(close.admin.requests()) == 2 and close.admin.request_counts()["total"] == 3

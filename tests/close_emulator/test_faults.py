@@ -216,3 +216,52 @@ def test_faults_settings_over_http(close: Api) -> None:
     reset = admin.reset_faults()
     assert reset["error_rate"] == 0 and reset["seed"] == 0 and reset["drift_done"] is None
     assert close.server.emulator.faults.as_dict() == reset
+
+
+# --- periodic storm --------------------------------------------------------------------------------
+
+
+def test_periodic_storm_announces_the_wait_until_its_end(close: Api) -> None:
+    emulator = close.server.emulator
+    emulator.set_config(rate=10, rate_fractional_reset=True)
+    # a long quiet part (2.5 s), so that the request after the storm lands in it
+    emulator.faults.set(storm_period_s=3, storm_duration_s=0.5, latency_ms=100)
+    stormed = close.get("/activity/email/")
+    assert stormed.status_code == 429
+    signals = storm_signals(stormed)
+    reset = float(str(signals["ratelimit"]).rsplit("reset=", 1)[1])
+    # the wait counts from the answer, made after the 100 ms latency
+    assert 0 < float(signals["rate_reset"]) <= 0.4 and abs(reset - signals["rate_reset"]) < 0.01  # type: ignore[arg-type]
+    assert str(signals["ratelimit"]).startswith("limit=10, remaining=0, ")
+    assert signals["retry_after"] == "1"
+    entry = emulator.request_log[-1]
+    assert entry.status == 429 and entry.wait == 1.0  # Retry-After is the longest signal
+    assert entry.time <= entry.answered
+    time.sleep(float(signals["rate_reset"]) + 0.05)  # type: ignore[arg-type]
+    calm = close.get("/activity/email/")
+    assert calm.status_code == 200  # outside the storm the normal rate limit applies
+    assert emulator.request_log[-1].wait is None
+
+
+def test_periodic_storm_hits_every_group_and_whole_second_resets(close: Api) -> None:
+    emulator = close.server.emulator
+    emulator.faults.set(storm_period_s=60, storm_duration_s=2.5)
+    for path in ("/activity/email/", "/me/", "/event/"):
+        response = close.get(path)
+        assert response.status_code == 429
+        signals = storm_signals(response)
+        assert str(signals["ratelimit"]).endswith("reset=3")  # ceil of the ~2.5 s left
+        assert signals["retry_after"] == "3"
+        assert 2 < float(signals["rate_reset"]) <= 2.5  # type: ignore[arg-type]
+    emulator.faults.set(storm_duration_s=0)  # off
+    assert close.get("/me/").status_code == 200
+
+
+def test_periodic_storm_settings(close: Api) -> None:
+    admin = close.server.admin
+    with pytest.raises(ValueError, match="shorter than storm_period_s"):
+        admin.set_faults(storm_period_s=2, storm_duration_s=2)
+    state = admin.set_faults(storm_period_s=5, storm_duration_s=2)
+    assert (state["storm_period_s"], state["storm_duration_s"]) == (5.0, 2.0)
+    assert admin.reset_faults()["storm_period_s"] == 0
+    assert close.get("/me/").status_code == 200

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import pytest
 
@@ -47,9 +48,9 @@ STATUSES = {"inbox", "draft", "scheduled", "outbox", "sent", "error"}
 FIXED_NOW_US = 1_790_000_000_123_000  # 2026-09-21
 
 
-def generated(n: int, seed: int, history_days: int = 730) -> list[dict]:
+def generated(n: int, seed: int, history_days: int = 730, **config: Any) -> list[dict]:
     """`Emulator.generate` with the clock frozen, so that the output depends on the seed only."""
-    emulator = Emulator(EmulatorConfig(rate=0, history_days=history_days))
+    emulator = Emulator(EmulatorConfig(rate=0, history_days=history_days, **config))
     emulator.clock.now_us = lambda: FIXED_NOW_US  # type: ignore[method-assign]
     try:
         emulator.generate(n, seed)
@@ -262,3 +263,68 @@ def test_a_body_over_one_megabyte_from_ten_thousand_emails() -> None:
 
 def test_no_huge_bodies_in_small_datasets(emails: list[dict]) -> None:
     assert max(len(email["body_text"]) for email in emails) < 100_000
+
+
+# --- history shapes ----------------------------------------------------------------------------
+
+
+def created_days(emails: list[dict]) -> Counter[int]:
+    """Emails per UTC day of `date_created`, as days before the frozen "now" (0 = today)."""
+    today = FIXED_NOW_US // 86_400_000_000
+    return Counter(
+        today - int(datetime.fromisoformat(e["date_created"]).timestamp() // 86_400) for e in emails
+    )
+
+
+def share_by_quarter(emails: list[dict], history_days: int) -> list[float]:
+    """The share of emails in each quarter of the history, oldest quarter first."""
+    quarters = Counter(
+        min(3, 4 * age // history_days) for age, n in created_days(emails).items() for _ in range(n)
+    )
+    return [quarters[3 - q] / len(emails) for q in range(4)]
+
+
+def test_default_shape_is_recent_weighted_and_uniform_is_even() -> None:
+    default = share_by_quarter(generated(2000, seed=4, history_days=400), 400)
+    assert default[3] > 2 * default[0]  # more recent is likelier
+    assert generated(300, seed=4, history_days=400) == generated(
+        300, seed=4, history_days=400, history_shape="recent"
+    )
+    uniform = share_by_quarter(
+        generated(2000, seed=4, history_days=400, history_shape="uniform"), 400
+    )
+    assert all(0.17 < share < 0.33 for share in uniform), uniform
+
+
+def test_sparse_shape_leaves_long_quiet_gaps() -> None:
+    emails = generated(1000, seed=5, history_days=3650, history_shape="sparse")
+    days = sorted(created_days(emails))
+    assert len(emails) == 1000
+    assert len(days) < 3650 // 30 * 4  # about one active day a month, replies spill a little
+    assert max(b - a for a, b in zip(days, days[1:], strict=False)) >= 60
+    assert days[-1] - days[0] > 0.8 * 3650  # spread over the whole ten years
+
+
+def test_burst_shape_puts_most_emails_on_one_day() -> None:
+    emails = generated(3000, seed=6, history_days=3650, history_shape="burst", burst_fraction=0.9)
+    days = created_days(emails)
+    burst_day, on_it = days.most_common(1)[0]
+    assert on_it > 0.8 * len(emails)
+    assert 3650 // 20 <= burst_day <= 3650 - 3650 // 20  # in the middle of the history
+    rest = [day for day in days if day != burst_day]
+    assert len(rest) > 100 and max(rest) - min(rest) > 0.8 * 3650  # the rest is spread thin
+    again = generated(3000, seed=6, history_days=3650, history_shape="burst", burst_fraction=0.9)
+    assert again == emails  # reproducible per seed
+    other = generated(300, seed=7, history_days=3650, history_shape="burst")
+    assert created_days(other).most_common(1)[0][0] != burst_day
+
+
+def test_mix_shape_and_invalid_shapes() -> None:
+    emails = generated(2000, seed=8, history_days=730, history_shape="mix")
+    days = created_days(emails)
+    assert 0.05 < days.most_common(1)[0][1] / len(emails) < 0.4  # a burst day, not most mail
+    assert max(days) > 0.8 * 730
+    with pytest.raises(ValueError, match="history shape"):
+        generated(10, seed=1, history_shape="lumpy")
+    with pytest.raises(ValueError, match="burst_fraction"):
+        generated(10, seed=1, history_shape="burst", burst_fraction=1.5)

@@ -1,0 +1,1 @@
+"""Benchmarks of the Close email sync (`make bench`) and of the Close emulator."""
