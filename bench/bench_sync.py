@@ -374,7 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--only", default=",".join(SCENARIOS), help="scenarios to run, comma-separated (all)")
     add("--latency-ms", type=float, default=150.0, help="Close-like latency (150)")
     add("--rate", type=float, default=20.0, help="Close-like rate limit, req/s per group (20)")
-    add("--concurrency", type=int, default=4, help="SOURCES__CLOSE__CONCURRENCY (4)")
+    add("--concurrency", type=int, default=8, help="SOURCES__CLOSE__CONCURRENCY (8, the default)")
     add("--first-emails", type=int, help="first/nightly dataset (100000; quick 2000)")
     add("--throughput-emails", help="comma-separated sizes (100000,300000; quick 2000,6000)")
     add("--storm-emails", type=int, help="storm dataset (20000; quick 2000)")

@@ -46,6 +46,7 @@ from .client import CloseClient
 from .progress import Interval, from_state, gaps, merge, to_state
 from .rows import EMAIL_HINTS, MERGE, NESTED_HINTS, NON_BODY_FIELDS, email_to_row
 from .settings import (
+    BUFFER_PAGES,
     CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
     DEFAULT_CHUNK_EMAILS,
@@ -184,7 +185,7 @@ def close_source(
         for page in run.take(chunk_emails if chunked else 0):
             yield [email_to_row(e, include_bodies) for e in page]
         state["walk"] = {"done": to_state(run.loaded())}
-        run_stats.windows = run.walk.spans.splits + len(run.walk.intervals)
+        run_stats.windows = run.walk.spans.initial + run.walk.spans.splits
 
     def changes() -> Iterator[TDataItems]:
         """Yields emails created, changed or deleted since the event cursor (source state).
@@ -330,7 +331,7 @@ def close_backfill(
         progress["done"] = to_state(after)
         progress["finished"] = run.walk.finished
         run.finished = run.walk.finished
-        run_stats.windows = run.walk.spans.splits + len(run.walk.intervals)
+        run_stats.windows = run.walk.spans.initial + run.walk.spans.splits
 
     return _emails_resource(backfill, "email_backfill")
 
@@ -340,9 +341,10 @@ def _within(moment: datetime | None, intervals: list[Interval]) -> bool:
 
 
 def _buffer(chunk_emails: int) -> int:
-    """Pages held between fetching and loading: one chunk's worth, so that fetching goes on
-    while a chunk loads, and memory stays bounded."""
-    return max(16, chunk_emails // PAGE_LIMIT) if chunk_emails else 64
+    """Pages held between fetching and loading: enough to keep fetching at Close's usual rate
+    while a chunk normalizes and loads, few enough to keep memory flat (a page of 100 emails
+    with bodies takes about 2 MB as Python objects)."""
+    return max(4, min(BUFFER_PAGES, chunk_emails // PAGE_LIMIT)) if chunk_emails else BUFFER_PAGES
 
 
 def backfill_key(start: datetime, end: datetime) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 import requests
 
 from .ratelimit import RateLimiter, Stopped, parse_ratelimit_header
@@ -160,7 +161,9 @@ def classify(response: requests.Response | None, error: Exception | None, where:
         if "html" in response.headers.get("Content-Type", ""):
             return Answer("fatal", problem=f"an HTML page, not Close's JSON, answered {where}")
         try:
-            return Answer("ok", body=response.json())
+            # orjson: several times faster than the simplejson `response.json()` picks when
+            # installed, and decoding pages is the walk's main CPU cost
+            return Answer("ok", body=orjson.loads(response.content))
         except ValueError:
             return Answer("transient", problem=f"an unreadable answer to {where}")
     if status == 429:

@@ -79,6 +79,7 @@ class Spans:
     def __init__(self, intervals: Sequence[Interval], workers: int) -> None:
         self._lock = threading.Condition()
         self._pending = [Span(lo, hi) for lo, hi in split_evenly(intervals, workers)]
+        self.initial = len(self._pending)
         self._active: dict[int, Span] = {}
         self._next_id = 0
         self.splits = 0
