@@ -48,7 +48,7 @@ MAX_RATE_WAIT_S = 600.0  # a single 429 wait longer than this is treated as a la
 MAX_THROTTLED_PER_REQUEST = 100  # 429s in a row for one request before giving up
 # Pace at this share of the limit Close announces: Close counts in fixed windows, and requests
 # spaced evenly at the full rate would now and then land one too many in a window.
-PACING_SHARE = 0.95
+PACING_SHARE = 0.97
 PROBE_POLL_S = 0.01  # how often workers look whether a group's first answer has arrived
 
 EMAIL_ACTIONS = ("created", "updated", "deleted")
