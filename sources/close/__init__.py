@@ -35,7 +35,7 @@ from .changes import (
     scan_events,
 )
 from .client import CloseClient
-from .rows import EMAIL_HINTS, MERGE, NESTED_HINTS, NON_BODY_FIELDS, email_to_row
+from .rows import NON_BODY_FIELDS, resource_hints, shape
 from .settings import (
     CONNECT_TIMEOUT_S,
     DEFAULT_BASE_URL,
@@ -133,7 +133,7 @@ def close_source(
         windows = make_windows("date_created", start, started - WALK_SAFETY_LAG, window)
         run_stats.windows += len(windows)
         for page in walk_windows(client, windows, concurrency, fields):
-            yield [email_to_row(e, include_bodies) for e in page]
+            yield from shape(page, include_bodies)
 
     def changes() -> Iterator[TDataItems]:
         """Yields emails created, changed or deleted since the event cursor (source state).
@@ -226,7 +226,7 @@ def close_backfill(
         seen: set[str] = set()
         for page in walk_windows(client, chunk, concurrency, fields):
             seen.update(e["id"] for e in page)
-            yield [email_to_row(e, include_bodies) for e in page]
+            yield from shape(page, include_bodies)
         chunk_end = chunk[-1].end if chunk else end
         if warehouse is not None:
             stored = warehouse.versions("activity_at", done_until, chunk_end)
@@ -271,9 +271,5 @@ def _emails_resource(generator: Any, name: str) -> DltResource:
     return dlt.resource(
         generator,
         name=name,
-        table_name="emails",
-        primary_key="id",
-        write_disposition=MERGE,
-        columns=EMAIL_HINTS,
-        nested_hints=NESTED_HINTS,
+        **resource_hints(),
     )()
