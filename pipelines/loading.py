@@ -31,9 +31,16 @@ def configure() -> None:
       (it tells which load wrote a row; dlt adds the constant column while extracting).
     - One normalize worker: arrow files pass through normalize almost untouched, so extra
       worker processes would only cost their start-up (measured: no gain at 20,000 emails).
+    - No gzip on the csv files for PostgreSQL: compressing them at normalize and inflating
+      them at COPY took a third of a PostgreSQL chunk (20,000 emails: 2,500 -> 3,600 emails/s).
+      Parquet has its own compression, unaffected.
+    - The files of a package are deleted once it is loaded (dlt keeps them by default), so
+      the uncompressed files do not pile up in the pipeline's folder run after run.
     """
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     dlt.config["normalize.workers"] = 1
+    dlt.config["data_writer.disable_compression"] = True
+    dlt.config["load.delete_completed_jobs"] = True
 
 
 def loaded_rows(pipeline: dlt.Pipeline) -> dict[str, int]:

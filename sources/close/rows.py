@@ -278,6 +278,9 @@ class _LoadMemory:
         self.loads: OrderedDict[str, dict[str, tuple[Any, dict[str, int]]]] = OrderedDict()
         self.markers: dict[str, dict[str, int]] = {}
         self.loads_kept = loads_kept
+        # the load of the page being shaped (looked up once per page: dlt's context is slow)
+        self.seen: dict[str, tuple[Any, dict[str, int]]] | None = None
+        self.marked: dict[str, int] = {}
 
     def _load_id(self) -> str | None:
         try:
@@ -286,8 +289,10 @@ class _LoadMemory:
             return None
 
     def _current(self) -> dict[str, tuple[Any, dict[str, int]]] | None:
+        """Selects the load being extracted for the page about to be shaped."""
         load_id = self._load_id()
         if load_id is None:
+            self.seen, self.marked = None, {}
             return None
         if load_id not in self.loads:
             self.loads[load_id] = {}
@@ -295,13 +300,13 @@ class _LoadMemory:
             while len(self.loads) > self.loads_kept:  # old loads: never extracted again
                 old, _ = self.loads.popitem(last=False)
                 self.markers.pop(old, None)
-        return self.loads[load_id]
+        self.seen, self.marked = self.loads[load_id], self.markers[load_id]
+        return self.seen
 
     def count_markers(self, table: str, rows: int) -> None:
         """Counts marker rows shaped for `table` in the current load (see `marker_rows`)."""
-        if rows and self._current() is not None:
-            markers = self.markers[self._load_id()]  # type: ignore[index]
-            markers[table] = markers.get(table, 0) + rows
+        if rows and self.seen is not None:
+            self.marked[table] = self.marked.get(table, 0) + rows
 
     def admit(
         self, emails: list[dict[str, Any]]
@@ -328,9 +333,9 @@ class _LoadMemory:
         return admitted, earlier
 
     def record(self, email_id: str, key: str, length: int) -> None:
-        seen = self._current()
-        if seen is not None and email_id in seen:
-            seen[email_id][1][key] = length
+        """Remembers the length of an admitted email's list `key` in the current load."""
+        if self.seen is not None and email_id in self.seen:
+            self.seen[email_id][1][key] = length
 
     def forget(self, ids: list[str]) -> dict[str, dict[str, int]]:
         """List lengths of earlier versions of deleted emails; later versions are not shaped."""
