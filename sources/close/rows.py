@@ -180,7 +180,7 @@ def deletion_items(ids: Iterable[str], deleted_at: datetime) -> list[Any]:
     items = [mark(pa.table(root, schema=schema), ROOT_HINTS)]
     for key in CHILD_TABLES:
         rows = [(email_id, slot) for email_id in ids
-                for slot in range(MARKER_SLOT, lengths.get(email_id, {}).get(key, 0))]  # fmt: skip
+                for slot in range(MARKER_SLOT, _length(lengths.get(email_id), key))]  # fmt: skip
         columns = {"email_id": [r[0] for r in rows], SLOT: [r[1] for r in rows],
                    VERSION: [deleted_at] * len(rows), DELETED_COLUMN: [True] * len(rows)}  # fmt: skip
         schema = pa.schema([CHILD_SCHEMAS[key].field(name) for name in columns])
@@ -274,12 +274,12 @@ class _LoadMemory:
     dlt's load id (the extract in progress); outside an extract nothing is remembered.
     """
 
-    def __init__(self, loads_kept: int = 8) -> None:
-        self.loads: OrderedDict[str, dict[str, tuple[Any, dict[str, int]]]] = OrderedDict()
+    def __init__(self, loads_kept: int = 2) -> None:
+        self.loads: OrderedDict[str, dict[str, tuple[float, tuple[int, ...]]]] = OrderedDict()
         self.markers: dict[str, dict[str, int]] = {}
         self.loads_kept = loads_kept
         # the load of the page being shaped (looked up once per page: dlt's context is slow)
-        self.seen: dict[str, tuple[Any, dict[str, int]]] | None = None
+        self.seen: dict[str, tuple[float, tuple[int, ...]]] | None = None
         self.marked: dict[str, int] = {}
 
     def _load_id(self) -> str | None:
@@ -288,7 +288,7 @@ class _LoadMemory:
         except Exception:  # not inside an extract: shaping for a test or by hand
             return None
 
-    def _current(self) -> dict[str, tuple[Any, dict[str, int]]] | None:
+    def _current(self) -> dict[str, tuple[float, tuple[int, ...]]] | None:
         """Selects the load being extracted for the page about to be shaped."""
         load_id = self._load_id()
         if load_id is None:
@@ -310,7 +310,7 @@ class _LoadMemory:
 
     def admit(
         self, emails: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
         """The emails of a page newer than what this load has (newest per id), and the list
         lengths of the earlier versions they replace."""
         seen = self._current()
@@ -329,29 +329,39 @@ class _LoadMemory:
             if before is not None:
                 earlier[email_id] = before[1]
             admitted.append(email_obj)
-            seen[email_id] = (_version_key(email_obj), {})
+            seen[email_id] = (_version_key(email_obj), ())
         return admitted, earlier
 
-    def record(self, email_id: str, key: str, length: int) -> None:
-        """Remembers the length of an admitted email's list `key` in the current load."""
+    def record(self, email_id: str, lengths: tuple[int, ...]) -> None:
+        """Remembers the lengths of an admitted email's lists (in `CHILD_TABLES` order); a
+        tuple, not a dict, as a load may remember a few hundred thousand emails."""
         if self.seen is not None and email_id in self.seen:
-            self.seen[email_id][1][key] = length
+            self.seen[email_id] = (self.seen[email_id][0], lengths)
 
-    def forget(self, ids: list[str]) -> dict[str, dict[str, int]]:
+    def forget(self, ids: list[str]) -> dict[str, tuple[int, ...]]:
         """List lengths of earlier versions of deleted emails; later versions are not shaped."""
         seen = self._current()
         if seen is None:
             return {}
         lengths = {i: seen[i][1] for i in ids if i in seen}
         for email_id in ids:  # a deletion outranks every version: nothing after it is shaped
-            seen[email_id] = ((1,), {})
+            seen[email_id] = (_DELETED_VERSION, ())
         return lengths
 
 
-def _version_key(email_obj: dict[str, Any]) -> tuple[Any, ...]:
+def _version_key(email_obj: dict[str, Any]) -> float:
     """Orders versions of an email by `date_updated` (missing ones first)."""
     updated = parse_timestamp(email_obj.get("date_updated"))
-    return (0, updated.timestamp()) if updated else (0, float("-inf"))
+    return updated.timestamp() if updated else float("-inf")
+
+
+_DELETED_VERSION = float("inf")  # a deletion outranks every version
+_KEYS = tuple(CHILD_TABLES)
+
+
+def _length(lengths: tuple[int, ...] | None, key: str) -> int:
+    """The remembered length of list `key` (0 when nothing is remembered)."""
+    return lengths[_KEYS.index(key)] if lengths else 0
 
 
 _MEMORY = _LoadMemory()
@@ -458,7 +468,7 @@ def _stored_type(name: str) -> pa.DataType | None:
 
 
 def _child_rows(
-    emails: list[dict[str, Any]], earlier: dict[str, dict[str, int]]
+    emails: list[dict[str, Any]], earlier: dict[str, tuple[int, ...]]
 ) -> dict[str, dict[str, list[Any]]]:
     """The child rows of a page as columns, per child table: each email's rows, a marker row
     if its list is empty, and hard-deleted slots an earlier version in this load had."""
@@ -469,6 +479,7 @@ def _child_rows(
         email_id = email_obj["id"]
         version = parse_timestamp(email_obj.get("date_updated"))
         created = parse_timestamp(email_obj.get("date_created"))
+        lengths: list[int] = []
         for key, rows in _lists(email_obj).items():
             columns = children[key]
             names = _CHILD_FIELDS[key]
@@ -479,7 +490,7 @@ def _child_rows(
                         row.get(name, index) if name == "position" else row.get(name)
                     )
                 columns[SLOT].append(index)
-            before = earlier.get(email_id, {}).get(key, 0)
+            before = _length(earlier.get(email_id), key)
             gone = range(len(rows), before) if rows else range(MARKER_SLOT, max(before, 0))
             for slot in gone:
                 columns["email_id"].append(email_id)
@@ -490,8 +501,9 @@ def _child_rows(
             columns[VERSION].extend([version] * added)
             columns["date_created"].extend([created] * added)
             columns[DELETED_COLUMN].extend([None] * len(rows) + [True] * len(gone))
-            _MEMORY.record(email_id, key, len(rows))
+            lengths.append(len(rows))
             _MEMORY.count_markers(CHILD_TABLE_NAMES[key], len(gone))
+        _MEMORY.record(email_id, tuple(lengths))
     return children
 
 
