@@ -21,6 +21,7 @@ from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
+from pipelines.loading import configure, loaded_rows, loader_file_format
 from sources.close import (
     RunStats,
     WalkRun,
@@ -36,19 +37,13 @@ from sources.close.views import refresh_views, view_names
 
 logger = logging.getLogger(__name__)
 
-# DuckDB loads parquet several times faster and with a tenth of the memory of dlt's default
-# INSERT statements (measured: 20,000 emails took 3.9 GB with insert_values, 400 MB as
-# parquet). PostgreSQL loads parquet only through ADBC. Its COPY-based csv was measured a
-# little faster here (19 s against 21.5 s for the 20,000-email demo), but dlt 1.31 then
-# reports inflated row counts (2,000 emails counted as 78,631 rows: multi-line bodies), which
-# would make the run summary wrong, so PostgreSQL keeps INSERT statements.
-LOADER_FILE_FORMAT = {"duckdb": "parquet", "postgres": "insert_values"}
 TABLES = ["emails", *view_names()]
 
 # Extract the source's resources one after the other (dlt's default interleaves them): the
 # event-log scan then starts after the walk has finished, so emails inserted behind the walk
 # while it ran are picked up in the same run instead of the next one.
 dlt.config["sources.close.extract.next_item_mode"] = "fifo"
+configure()
 
 
 def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pipeline:
@@ -236,12 +231,11 @@ def _source_options(include_bodies: bool | None) -> dict[str, Any]:
 
 def _run(pipeline: dlt.Pipeline, source: Any) -> dict[str, int]:
     """Extracts, normalizes and loads `source`, refreshes the views; rows loaded per table."""
-    fmt = LOADER_FILE_FORMAT.get(pipeline.destination.destination_name)
+    fmt = loader_file_format(pipeline.destination.destination_name)
     pipeline.collector = CrashSwitch.from_env()
     pipeline.run(source, loader_file_format=fmt).raise_on_failed_jobs()  # type: ignore[arg-type]
     _refresh_views(pipeline)
-    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-    return dict(normalized.row_counts) if normalized else {}
+    return loaded_rows(pipeline)
 
 
 class CrashSwitch(NullCollector):

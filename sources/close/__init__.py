@@ -44,7 +44,7 @@ from .changes import (
 )
 from .client import CloseClient
 from .progress import Interval, from_state, gaps, merge, to_state
-from .rows import EMAIL_HINTS, MERGE, NESTED_HINTS, NON_BODY_FIELDS, email_to_row
+from .rows import NON_BODY_FIELDS, resource_hints, shape
 from .settings import (
     BUFFER_PAGES,
     CONNECT_TIMEOUT_S,
@@ -183,7 +183,7 @@ def close_source(
             run.walk = Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails))
         run.done = run.loaded()
         for page in run.take(chunk_emails if chunked else 0):
-            yield [email_to_row(e, include_bodies) for e in page]
+            yield from shape(page, include_bodies)
         state["walk"] = {"done": to_state(run.loaded())}
         run_stats.windows = run.walk.spans.initial + run.walk.spans.splits
 
@@ -321,7 +321,7 @@ def close_backfill(
             before = run.done = run.loaded()
         for page in run.take(chunk_emails if chunked else 0):
             run.seen.update(e["id"] for e in page)
-            yield [email_to_row(e, include_bodies) for e in page]
+            yield from shape(page, include_bodies)
         after = run.loaded()
         newly = [piece for lo_hi in after for piece in gaps(lo_hi, before)]
         if warehouse is not None and newly:
@@ -389,9 +389,5 @@ def _emails_resource(generator: Any, name: str) -> DltResource:
     return dlt.resource(
         generator,
         name=name,
-        table_name="emails",
-        primary_key="id",
-        write_disposition=MERGE,
-        columns=EMAIL_HINTS,
-        nested_hints=NESTED_HINTS,  # type: ignore[arg-type]
+        **resource_hints(),
     )()

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from dlt.sources import TDataItems
 
 from .client import CloseClient, RequestStats
-from .rows import deletion_marker, email_to_row
+from .rows import deletion_items, shape
 from .settings import ACTIVITIES_PATH, EVENT_PAGE_LIMIT, EVENTS_PATH
 from .timestamps import format_timestamp, parse_timestamp
 from .walk import fetch_by_ids, walk_all
@@ -122,18 +122,18 @@ def refresh(
     batch = []
     for email_obj in fetch_by_ids(client, ids, fields):
         found.add(email_obj["id"])
-        batch.append(email_to_row(email_obj, include_bodies))
+        batch.append(email_obj)
         if len(batch) >= 1000:
-            yield batch
+            yield from shape(batch, include_bodies)
             batch = []
     # Markers must outrank any version of the email in the same load (dedup keeps the newest
     # `date_updated`): date them after Close's answer that showed the email gone.
     deleted_at = client.last_server_time() + timedelta(seconds=1)
     gone = set(ids) - found
-    batch.extend(deletion_marker(email_id, deleted_at) for email_id in gone)
     stats.deleted += len(gone)
     if batch:
-        yield batch
+        yield from shape(batch, include_bodies)
+    yield from deletion_items(gone, deleted_at)
 
 
 def reconcile_history(

@@ -1,13 +1,41 @@
-"""Shaping Close emails into `emails` rows with their child lists, and deletion markers."""
+"""Shaping pages of Close emails into pyarrow tables: `emails` and its five child tables.
+
+A page of emails becomes one arrow table per table, built column by column. dlt's arrow path
+writes such tables to parquet (or csv) as they are, without walking every row in Python the
+way its JSON normalizer does for dict rows.
+
+`emails` merges on `id` (delete-insert, newest `date_updated` wins, `_deleted` marker rows
+hard-delete). Each child table (`emails__recipients`, …; the `email_*` views select from them)
+is a table of its own that merges on `email_id` (`merge_key`): loading any rows of an email
+first deletes all of its stored child rows. Hence an email whose list is now empty, and a
+deleted email, get one marker row (`_slot` -1, `_deleted` true) that triggers that delete and
+is not stored itself. Two versions of an email in one load: child rows are keyed by
+(`email_id`, `_slot`, the index in the email's list) and deduplicated by `_version` (the
+email's `date_updated`), and `_LoadMemory` remembers what was shaped in the current load, so
+an older version coming later is skipped and a newer one also hard-deletes the slots only the
+older version had.
+
+Fields Close adds later arrive as new `emails` columns, typed by arrow per page and made to
+agree with the column already in the schema (or put into a `<name>__v_text` variant column,
+as dlt's own normalizer does, when a value does not fit the stored type).
+"""
 
 import email.utils
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import dlt
-from dlt.common.schema.typing import TWriteDispositionConfig
+import orjson
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDispositionConfig
+from dlt.extract.hints import TResourceHints
 
-from .columns import CHILD_TABLES, DELETED_COLUMN, EMAIL_COLUMNS, to_hints
+from .columns import CHILD_TABLES, DELETED_COLUMN, EMAIL_COLUMNS, ColumnSpec, to_hints
 from .settings import BODY_FIELDS
 from .timestamps import parse_rfc2822, parse_timestamp
 
@@ -28,77 +56,494 @@ NON_BODY_FIELDS = (
     "agent_config_id",
 )  # fmt: skip
 
+ROOT_TABLE = "emails"
+CHILD_TABLE_NAMES = {key: f"{ROOT_TABLE}__{key}" for key in CHILD_TABLES}
+# Top-level fields that become child rows or envelope columns instead of columns of their own.
+CONSUMED_FIELDS = {"_type", "envelope", "attachments", "opens", "send_attempts", "message_ids",
+                   "references"}  # fmt: skip
+ENVELOPE_PREFIX = "envelope__"
+SLOT, VERSION = "_slot", "_version"  # a child row's index in its email's list; the email's version
+MARKER_SLOT = -1
 
-def email_to_row(email_obj: dict[str, Any], include_bodies: bool = True) -> dict[str, Any]:
-    """Shapes one Close email into an `emails` row with its child lists.
+ARROW_TYPES = {
+    "text": pa.string(),
+    "json": pa.string(),  # JSON text: csv cannot carry arrow lists, and both engines parse it
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
-    Timestamps become datetimes; the envelope's scalars stay as `envelope__*` columns (plus
-    `envelope__date_utc`, the parsed Date header), while its address lists, the attachments,
-    opens, send attempts and Message-IDs become child lists whose rows carry `email_id` and a
-    0-based `position` — dlt loads them as nested tables keyed by the email's root id, so they
-    are replaced together with the email. Unknown fields pass through as new columns.
+MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
+DELETED_HINT: TColumnSchema = {
+    "name": DELETED_COLUMN,
+    "data_type": "bool",
+    "nullable": True,
+    "hard_delete": True,
+    "description": "Deletion marker used by the merge; never true in a stored row",
+}
+EMAIL_HINTS: TTableSchemaColumns = {
+    **to_hints(EMAIL_COLUMNS),
+    "date_updated": {**to_hints(EMAIL_COLUMNS)["date_updated"], "dedup_sort": "desc"},
+    DELETED_COLUMN: DELETED_HINT,
+}
+CHILD_SYSTEM_HINTS: TTableSchemaColumns = {
+    SLOT: {"name": SLOT, "data_type": "bigint", "nullable": False,
+           "description": "Index of the row in its email's list (-1: a deletion marker)"},
+    VERSION: {"name": VERSION, "data_type": "timestamp", "timezone": True, "nullable": True,
+              "dedup_sort": "desc", "description": "`date_updated` of the email version"},
+    # the walk's incremental reads its cursor from every item, child tables too
+    "date_created": {"name": "date_created", "data_type": "timestamp", "timezone": True,
+                     "nullable": True, "description": "`date_created` of the email"},
+    DELETED_COLUMN: DELETED_HINT,
+}  # fmt: skip
+
+
+def _arrow_schema(spec: ColumnSpec, extra: TTableSchemaColumns) -> pa.Schema:
+    """The arrow schema of a table: its typed columns (nullable but the keys), then `extra`."""
+    keys = ("id", "email_id", SLOT)
+    fields = [pa.field(n, ARROW_TYPES[t], nullable=n not in keys) for n, (t, _d) in spec.items()]
+    extra_fields = [pa.field(n, ARROW_TYPES[str(c.get("data_type"))], nullable=n not in keys)
+                    for n, c in extra.items()]  # fmt: skip
+    return pa.schema(fields + extra_fields)
+
+
+ROOT_SCHEMA = _arrow_schema(EMAIL_COLUMNS, {DELETED_COLUMN: DELETED_HINT})
+CHILD_SCHEMAS = {
+    key: _arrow_schema(spec, CHILD_SYSTEM_HINTS) for key, (_v, spec, _d) in CHILD_TABLES.items()
+}
+ROOT_HINTS = dlt.mark.make_hints(table_name=ROOT_TABLE, primary_key="id", columns=EMAIL_HINTS)
+CHILD_HINTS = {
+    key: dlt.mark.make_hints(
+        table_name=CHILD_TABLE_NAMES[key],
+        primary_key=["email_id", SLOT],
+        merge_key="email_id",
+        columns={
+            **to_hints(spec),
+            "email_id": {**to_hints(spec)["email_id"], "nullable": False},
+            **CHILD_SYSTEM_HINTS,
+        },
+    )
+    for key, (_view, spec, _description) in CHILD_TABLES.items()
+}
+_KNOWN_ROOT = set(EMAIL_COLUMNS) | {DELETED_COLUMN}
+_ENVELOPE_COLUMNS = [n for n in EMAIL_COLUMNS if n.startswith(ENVELOPE_PREFIX)]
+_CHILD_FIELDS = {key: [n for n in spec if n != "email_id"] for key, (_v, spec, _d) in CHILD_TABLES.items()}  # fmt: skip
+
+
+def resource_hints() -> dict[str, Any]:
+    """Keyword arguments for `dlt.resource(...)` of every resource writing the emails tables.
+
+    Only the table and the merge: every item of `shape` and `deletion_items` carries its
+    table's full hints as a dlt table variant. dlt starts a variant from the resource's static
+    hints, so `emails` columns or keys here would leak into the child tables. The hints are the
+    same for every resource (dlt keeps whichever hints of a shared table it saw first, so
+    different ones would lose e.g. `hard_delete`).
     """
-    row = dict(email_obj)
-    email_id = row["id"]
-    row.pop("_type", None)
-    for name in TIMESTAMP_FIELDS:
-        if name in row:
-            row[name] = parse_timestamp(row[name])
-    if not include_bodies:
-        for name in BODY_FIELDS:
-            row[name] = None
+    return {"table_name": ROOT_TABLE, "write_disposition": MERGE}
 
-    envelope = row.pop("envelope", None) or {}
-    row["recipients"] = _recipients(email_id, envelope, row)
-    envelope_scalars = {k: v for k, v in envelope.items() if k not in RECIPIENT_ROLES}
-    envelope_scalars["date_utc"] = parse_rfc2822(envelope.get("date"))
-    row["envelope"] = envelope_scalars
 
-    row["attachments"] = [
-        {"email_id": email_id, "position": position, **attachment}
-        for position, attachment in enumerate(row.get("attachments") or [])
-    ]
-    row["opens"] = [
-        {
-            "email_id": email_id,
-            "position": position,
-            **opened,
-            "opened_at": parse_timestamp(opened.get("opened_at")),
-        }
-        for position, opened in enumerate(row.get("opens") or [])
-    ]
-    row["send_attempts"] = [
-        {
-            "email_id": email_id,
-            "position": position,
-            **attempt,
-            "date": parse_timestamp(attempt.get("date")),
-        }
-        for position, attempt in enumerate(row.get("send_attempts") or [])
-    ]
-    row["message_ids"] = [
-        {"email_id": email_id, "kind": kind, "position": position, "value": value}
-        for kind, values in (
-            ("message_id", row.get("message_ids")),
-            ("reference", row.pop("references", None)),
+def shape(emails: list[dict[str, Any]], include_bodies: bool) -> list[Any]:
+    """Returns the items to yield for a page of Close emails: the `emails` arrow table and one
+    arrow table per child table (empty ones too, so that every table exists from the first
+    load), each wrapped with its table's hints.
+
+    Timestamps become UTC timestamps; the envelope's scalars become `envelope__*` columns (plus
+    `envelope__date_utc`, the parsed Date header); its address lists (or, without an envelope,
+    the top-level sender/to/cc/bcc), the attachments, opens, send attempts and Message-IDs
+    become child rows carrying `email_id` and a 0-based `position`. Without bodies the body
+    columns are NULL. Unknown fields become new columns. A version of an email older than, or
+    the same as, one already shaped for the current load is left out.
+    """
+    emails, earlier = _MEMORY.admit(emails)
+    mark = _marker()
+    items = [mark(_root_table(emails, include_bodies), ROOT_HINTS)]
+    for key, columns in _child_rows(emails, earlier).items():
+        table = _to_table(columns, CHILD_SCHEMAS[key], CHILD_TABLES[key][1])
+        items.append(mark(table, CHILD_HINTS[key]))
+    return items
+
+
+def deletion_items(ids: Iterable[str], deleted_at: datetime) -> list[Any]:
+    """Returns the items that remove these emails and all of their child rows.
+
+    An `emails` row per id with the `_deleted` marker, and a marker row per id in each child
+    table (plus, for an email shaped earlier in this load, one per slot it had), all dated
+    `deleted_at` so that they win the dedup against any version of the email in the same load.
+    """
+    ids = list(ids)
+    if not ids:
+        return []
+    lengths = _MEMORY.forget(ids)
+    root = {"id": ids, "date_updated": [deleted_at] * len(ids), DELETED_COLUMN: [True] * len(ids)}
+    schema = pa.schema([ROOT_SCHEMA.field(name) for name in root])
+    mark = _marker()
+    items = [mark(pa.table(root, schema=schema), ROOT_HINTS)]
+    for key in CHILD_TABLES:
+        rows = [(email_id, slot) for email_id in ids
+                for slot in range(MARKER_SLOT, _length(lengths.get(email_id), key))]  # fmt: skip
+        columns = {"email_id": [r[0] for r in rows], SLOT: [r[1] for r in rows],
+                   VERSION: [deleted_at] * len(rows), DELETED_COLUMN: [True] * len(rows)}  # fmt: skip
+        schema = pa.schema([CHILD_SCHEMAS[key].field(name) for name in columns])
+        _MEMORY.count_markers(CHILD_TABLE_NAMES[key], len(rows))
+        items.append(mark(pa.table(columns, schema=schema), CHILD_HINTS[key]))
+    return items
+
+
+def count_emails(items: list[Any]) -> int:
+    """How many email rows (deletion markers excluded) the items of `shape` and
+    `deletion_items`, or plain dict rows, hold."""
+    count = 0
+    for item in items:
+        table = getattr(item, "data", item)  # unwrap dlt's DataItemWithMeta
+        meta = getattr(item, "meta", None)
+        name = getattr(meta, "table_name", None) or (getattr(meta, "hints", None) or {}).get(
+            "table_name", ROOT_TABLE
         )
+        if isinstance(table, dict):
+            count += not table.get(DELETED_COLUMN)
+        elif isinstance(table, pa.Table) and name == ROOT_TABLE:
+            marked = pc.sum(table.column(DELETED_COLUMN)).as_py() or 0
+            count += table.num_rows - marked
+    return count
+
+
+def _marker() -> Callable[[pa.Table, TResourceHints], Any]:
+    """How to send an arrow table to its table: by name when the resource being extracted
+    already has every table's hints, else with the hints attached.
+
+    dlt re-validates a table's hints for every arrow item (its contract cache does not cover
+    arrow), at a cost that grows with the number of hinted columns, and hints attached to an
+    item are merged into the resource first. So the first page registers every table's full
+    hints as table variants on the running resource; from the second page on, once they are in
+    the schema, slim variants keep only what arrow's own types would otherwise override (keys,
+    merge hints, json columns), and items carry only their table's name.
+    """
+    try:
+        resource = dlt.current.resource()
+    except Exception:  # not inside an extract: the hints travel with each item
+        return lambda table, hints: dlt.mark.with_hints(table, hints, create_table_variant=True)
+    pages = _HINTED.get(resource, 0)
+    if pages < 2:
+        for hints in (ROOT_HINTS, *CHILD_HINTS.values()):
+            if pages == 1:  # a variant's columns merge into the old ones unless cleared first
+                resource.apply_hints(hints["table_name"], columns={}, create_table_variant=True)
+            resource.merge_hints(hints if pages == 0 else _slim(hints), create_table_variant=True)
+        _HINTED[resource] = pages + 1
+    return lambda table, hints: dlt.mark.with_table_name(table, str(hints["table_name"]))
+
+
+def _slim(hints: TResourceHints) -> TResourceHints:
+    """A table's hints without the columns that arrow types exactly and the schema holds
+    (json columns, keys, merge hints and non-null columns stay: arrow would change those)."""
+    columns: TTableSchemaColumns = hints["original_columns"]  # type: ignore[typeddict-item,assignment]
+    kept = {name: column for name, column in columns.items()
+            if column.get("data_type") == "json" or column.get("nullable") is False
+            or set(column) & _MERGE_PROPS}  # fmt: skip
+    return dlt.mark.make_hints(
+        table_name=hints["table_name"],  # type: ignore[arg-type]
+        primary_key=hints.get("primary_key"),  # type: ignore[arg-type]
+        merge_key=hints.get("merge_key"),  # type: ignore[arg-type]
+        columns=kept,
+    )
+
+
+class _JsonTextWarningFilter(logging.Filter):
+    """Drops dlt's warning that arrow and hint types differ, logged for every arrow item.
+
+    The only difference is by design: json columns travel as JSON text (arrow `string`) and
+    the `json` hint keeps them json; both destinations parse the text when loading.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
+logging.getLogger("dlt").addFilter(_JsonTextWarningFilter())
+
+_MERGE_PROPS = {"primary_key", "merge_key", "hard_delete", "dedup_sort", "row_key"}
+_HINTED: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+
+
+class _LoadMemory:
+    """Which email versions were shaped for the current load, and how long their lists were.
+
+    A load may hold two versions of an email (the walk and the event log both read it, or
+    two re-fetches). `emails` keeps the newest by dedup in the staging table; for the child
+    tables this memory does the same: an older (or the same) version shaped later is skipped,
+    and a newer one learns which slots only the older one had, to hard-delete them. Keyed by
+    dlt's load id (the extract in progress); outside an extract nothing is remembered.
+    """
+
+    def __init__(self, loads_kept: int = 2) -> None:
+        self.loads: OrderedDict[str, dict[str, tuple[float, tuple[int, ...]]]] = OrderedDict()
+        self.markers: dict[str, dict[str, int]] = {}
+        self.loads_kept = loads_kept
+        # the load of the page being shaped (looked up once per page: dlt's context is slow)
+        self.seen: dict[str, tuple[float, tuple[int, ...]]] | None = None
+        self.marked: dict[str, int] = {}
+
+    def _load_id(self) -> str | None:
+        try:
+            return dlt.current.load_package_state()["load_id"]  # type: ignore[no-any-return]
+        except Exception:  # not inside an extract: shaping for a test or by hand
+            return None
+
+    def _current(self) -> dict[str, tuple[float, tuple[int, ...]]] | None:
+        """Selects the load being extracted for the page about to be shaped."""
+        load_id = self._load_id()
+        if load_id is None:
+            self.seen, self.marked = None, {}
+            return None
+        if load_id not in self.loads:
+            self.loads[load_id] = {}
+            self.markers[load_id] = {}
+            while len(self.loads) > self.loads_kept:  # old loads: never extracted again
+                old, _ = self.loads.popitem(last=False)
+                self.markers.pop(old, None)
+        self.seen, self.marked = self.loads[load_id], self.markers[load_id]
+        return self.seen
+
+    def count_markers(self, table: str, rows: int) -> None:
+        """Counts marker rows shaped for `table` in the current load (see `marker_rows`)."""
+        if rows and self.seen is not None:
+            self.marked[table] = self.marked.get(table, 0) + rows
+
+    def admit(
+        self, emails: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+        """The emails of a page newer than what this load has (newest per id), and the list
+        lengths of the earlier versions they replace."""
+        seen = self._current()
+        newest: dict[str, dict[str, Any]] = {}
+        for email_obj in emails:
+            kept = newest.get(email_obj["id"])
+            if kept is None or _version_key(email_obj) > _version_key(kept):
+                newest[email_obj["id"]] = email_obj
+        if seen is None:
+            return list(newest.values()), {}
+        admitted, earlier = [], {}
+        for email_id, email_obj in newest.items():
+            before = seen.get(email_id)
+            if before is not None and _version_key(email_obj) <= before[0]:
+                continue
+            if before is not None:
+                earlier[email_id] = before[1]
+            admitted.append(email_obj)
+            seen[email_id] = (_version_key(email_obj), ())
+        return admitted, earlier
+
+    def record(self, email_id: str, lengths: tuple[int, ...]) -> None:
+        """Remembers the lengths of an admitted email's lists (in `CHILD_TABLES` order); a
+        tuple, not a dict, as a load may remember a few hundred thousand emails."""
+        if self.seen is not None and email_id in self.seen:
+            self.seen[email_id] = (self.seen[email_id][0], lengths)
+
+    def forget(self, ids: list[str]) -> dict[str, tuple[int, ...]]:
+        """List lengths of earlier versions of deleted emails; later versions are not shaped."""
+        seen = self._current()
+        if seen is None:
+            return {}
+        lengths = {i: seen[i][1] for i in ids if i in seen}
+        for email_id in ids:  # a deletion outranks every version: nothing after it is shaped
+            seen[email_id] = (_DELETED_VERSION, ())
+        return lengths
+
+
+def _version_key(email_obj: dict[str, Any]) -> float:
+    """Orders versions of an email by `date_updated` (missing ones first)."""
+    updated = parse_timestamp(email_obj.get("date_updated"))
+    return updated.timestamp() if updated else float("-inf")
+
+
+_DELETED_VERSION = float("inf")  # a deletion outranks every version
+_KEYS = tuple(CHILD_TABLES)
+
+
+def _length(lengths: tuple[int, ...] | None, key: str) -> int:
+    """The remembered length of list `key` (0 when nothing is remembered)."""
+    return lengths[_KEYS.index(key)] if lengths else 0
+
+
+_MEMORY = _LoadMemory()
+
+
+def marker_rows(load_id: str) -> dict[str, int]:
+    """Marker rows shaped into each child table for the load `load_id` (rows that trigger a
+    delete and are not stored), for the run summary's row counts."""
+    return dict(_MEMORY.markers.get(load_id, {}))
+
+
+def _root_table(emails: list[dict[str, Any]], include_bodies: bool) -> pa.Table:
+    """The `emails` arrow table of a page: known columns typed, unknown ones inferred."""
+    envelopes = [e.get("envelope") or {} for e in emails]
+    columns: dict[str, Any] = {}
+    for name in EMAIL_COLUMNS:
+        if name.startswith(ENVELOPE_PREFIX):
+            continue
+        if not include_bodies and name in BODY_FIELDS:
+            columns[name] = [None] * len(emails)
+        else:
+            columns[name] = [e.get(name) for e in emails]
+    for name in _ENVELOPE_COLUMNS:
+        columns[name] = [env.get(name[len(ENVELOPE_PREFIX) :]) for env in envelopes]
+    columns["envelope__date_utc"] = [parse_rfc2822(env.get("date")) for env in envelopes]
+    columns[DELETED_COLUMN] = [None] * len(emails)
+    table = _to_table(columns, ROOT_SCHEMA, EMAIL_COLUMNS)
+    for name, values in _unknown_fields(emails, envelopes).items():
+        table = table.append_column(*_fit_unknown(name, values))
+    return table
+
+
+def _to_arrow(values: list[Any], field: pa.Field, spec: ColumnSpec) -> pa.Array:
+    """One known column as an arrow array of its declared type."""
+    data_type = spec.get(field.name, ("", ""))[0]
+    if data_type == "json":
+        values = [None if v is None else orjson.dumps(v).decode() for v in values]
+    elif data_type == "timestamp":
+        if values and not all(v is None or isinstance(v, datetime) for v in values):
+            try:  # arrow parses Close's ISO timestamps with an offset or `Z` in C
+                return pa.array(values, pa.string()).cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                values = [parse_timestamp(v) for v in values]  # naive (UTC) or odd formats
+    try:
+        return pa.array(values, field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Close sent a value of another type than documented: keep what can be kept
+        return pa.array([_coerce(v, field.type) for v in values], field.type)
+
+
+def _coerce(value: Any, arrow_type: pa.DataType) -> Any:
+    """A value that does not fit its column's type: as text for text columns, else NULL."""
+    if value is None or not pa.types.is_string(arrow_type):
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _unknown_fields(
+    emails: list[dict[str, Any]], envelopes: list[dict[str, Any]]
+) -> dict[str, list[Any]]:
+    """Fields this code does not know yet (top-level and envelope scalars), by column name."""
+    found: dict[str, list[Any]] = {}
+    top = set().union(*(e.keys() for e in emails)) - _KNOWN_ROOT - CONSUMED_FIELDS
+    for name in sorted(top):
+        found[name] = [e.get(name) for e in emails]
+    in_envelope = set().union(*(env.keys() for env in envelopes)) - set(RECIPIENT_ROLES)
+    for key in sorted(in_envelope):
+        name = ENVELOPE_PREFIX + key
+        if name not in _KNOWN_ROOT:
+            found[name] = [env.get(key) for env in envelopes]
+    return found
+
+
+def _fit_unknown(name: str, values: list[Any]) -> tuple[str, pa.Array]:
+    """An unknown field as a column: arrow's type, or the type the schema already has for it.
+
+    Nested values are stored as JSON text. A value that cannot take the stored type goes,
+    with the rest of the page's column, to a `<name>__v_text` variant column instead of
+    failing the load.
+    """
+    if any(isinstance(v, dict | list) for v in values):
+        values = [None if v is None else orjson.dumps(v).decode() for v in values]
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed scalar types within the page
+        array = pa.array([None if v is None else str(v) for v in values], pa.string())
+    stored = _stored_type(name)
+    if stored is None or array.type == stored or pa.types.is_null(array.type):
+        return name, array
+    try:
+        return name, array.cast(stored)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return f"{name}__v_text", array.cast(pa.string())
+
+
+def _stored_type(name: str) -> pa.DataType | None:
+    """The arrow type of `emails.<name>` in the schema being extracted into, if it has one."""
+    try:
+        columns = dlt.current.source_schema().get_table_columns(ROOT_TABLE)
+    except Exception:  # outside an extract (e.g. shaping in a test): nothing is stored yet
+        return None
+    data_type = columns.get(name, {}).get("data_type")
+    return {"double": pa.float64(), **ARROW_TYPES}.get(data_type) if data_type else None
+
+
+def _child_rows(
+    emails: list[dict[str, Any]], earlier: dict[str, tuple[int, ...]]
+) -> dict[str, dict[str, list[Any]]]:
+    """The child rows of a page as columns, per child table: each email's rows, a marker row
+    if its list is empty, and hard-deleted slots an earlier version in this load had."""
+    children: dict[str, dict[str, list[Any]]] = {
+        key: {name: [] for name in CHILD_SCHEMAS[key].names} for key in CHILD_TABLES
+    }
+    for email_obj in emails:
+        email_id = email_obj["id"]
+        version = parse_timestamp(email_obj.get("date_updated"))
+        created = parse_timestamp(email_obj.get("date_created"))
+        lengths: list[int] = []
+        for key, rows in _lists(email_obj).items():
+            columns = children[key]
+            names = _CHILD_FIELDS[key]
+            for index, row in enumerate(rows):
+                columns["email_id"].append(email_id)
+                for name in names:
+                    columns[name].append(
+                        row.get(name, index) if name == "position" else row.get(name)
+                    )
+                columns[SLOT].append(index)
+            before = _length(earlier.get(email_id), key)
+            gone = range(len(rows), before) if rows else range(MARKER_SLOT, max(before, 0))
+            for slot in gone:
+                columns["email_id"].append(email_id)
+                for name in names:
+                    columns[name].append(None)
+                columns[SLOT].append(slot)
+            added = len(rows) + len(gone)
+            columns[VERSION].extend([version] * added)
+            columns["date_created"].extend([created] * added)
+            columns[DELETED_COLUMN].extend([None] * len(rows) + [True] * len(gone))
+            lengths.append(len(rows))
+            _MEMORY.count_markers(CHILD_TABLE_NAMES[key], len(gone))
+        _MEMORY.record(email_id, tuple(lengths))
+    return children
+
+
+def _lists(email_obj: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The email's child lists by child table."""
+    message_ids = [
+        {"kind": kind, "position": position, "value": value}
+        for kind, values in (
+            ("message_id", email_obj.get("message_ids")),
+            ("reference", email_obj.get("references")),
+        )  # fmt: skip
         for position, value in enumerate(values or [])
     ]
-    return row
+    return {
+        "recipients": _recipients(email_obj),
+        "attachments": email_obj.get("attachments") or [],
+        "opens": email_obj.get("opens") or [],
+        "send_attempts": email_obj.get("send_attempts") or [],
+        "message_ids": message_ids,
+    }
 
 
-def _recipients(
-    email_id: str, envelope: dict[str, Any], row: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Addresses by role: from the envelope when it has any, else from top-level fields."""
+def _to_table(columns: dict[str, list[Any]], schema: pa.Schema, spec: ColumnSpec) -> pa.Table:
+    """Columns of values as an arrow table of `schema` (`spec` gives the declared types)."""
+    arrays = [_to_arrow(columns[field.name], field, spec) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _recipients(email_obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Addresses with role and position: from the envelope when it has any, else from the
+    top-level sender (`Name <addr>`, role `from`), to, cc and bcc. Empty names become NULL."""
+    envelope = email_obj.get("envelope") or {}
     by_role: dict[str, list[Any]] = {role: envelope.get(role) or [] for role in RECIPIENT_ROLES}
     if not any(by_role.values()):
-        sender_name, sender_address = email.utils.parseaddr(row.get("sender") or "")
+        sender_name, sender_address = email.utils.parseaddr(email_obj.get("sender") or "")
         by_role = {
             "from": [{"name": sender_name, "email": sender_address}] if sender_address else [],
-            "to": row.get("to") or [],
-            "cc": row.get("cc") or [],
-            "bcc": row.get("bcc") or [],
+            "to": email_obj.get("to") or [],
+            "cc": email_obj.get("cc") or [],
+            "bcc": email_obj.get("bcc") or [],
         }
     recipients = []
     for role, addresses in by_role.items():
@@ -108,7 +553,6 @@ def _recipients(
                 address = {"email": addr or address, "name": name}
             recipients.append(
                 {
-                    "email_id": email_id,
                     "role": role,
                     "position": position,
                     "email": address.get("email") or None,
@@ -116,27 +560,3 @@ def _recipients(
                 }
             )
     return recipients
-
-
-def deletion_marker(email_id: str, deleted_at: datetime) -> dict[str, Any]:
-    """A row that makes the merge remove the email and all of its child rows."""
-    return {"id": email_id, "date_updated": deleted_at, DELETED_COLUMN: True}
-
-
-# The hints every resource writing `emails` shares (see `_emails_resource` in `__init__`).
-MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
-EMAIL_HINTS = {
-    **to_hints(EMAIL_COLUMNS),
-    "date_updated": {**to_hints(EMAIL_COLUMNS)["date_updated"], "dedup_sort": "desc"},
-    DELETED_COLUMN: {
-        "name": DELETED_COLUMN,
-        "data_type": "bool",
-        "nullable": True,
-        "hard_delete": True,
-        "description": "Deletion marker used by the merge; never true in a stored row",
-    },
-}
-NESTED_HINTS = {
-    key: dlt.mark.make_nested_hints(columns=list(to_hints(spec).values()))
-    for key, (_view, spec, _description) in CHILD_TABLES.items()
-}

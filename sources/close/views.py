@@ -1,11 +1,12 @@
 """The analyst-facing SQL layer: contract views over the tables dlt loads.
 
-dlt names nested tables `emails__<list>`; analysts get them as `email_recipients`,
-`email_attachments`, … plus three analyst views. Everything here is plain SQL that runs
-unchanged on DuckDB and PostgreSQL. Views are dropped and re-created after every load, in
-one transaction. A base table dlt has not created yet (it creates a nested table only when
-its first row arrives) is replaced by an empty, typed stand-in, so every view exists, with
-its column types, from the first load on.
+The source loads the child lists into tables `emails__<list>` (which also hold the merge's
+`_slot`, `_version` and `_deleted` columns); analysts get their contract columns as
+`email_recipients`, `email_attachments`, … plus three analyst views. Everything here is plain
+SQL that runs unchanged on DuckDB and PostgreSQL. Views are dropped and re-created after
+every load, in one transaction. A base table not created yet (before the first load that
+had any email) is replaced by an empty, typed stand-in, so every view exists, with its
+column types, from the first load on.
 """
 
 from typing import Any

@@ -6,7 +6,7 @@ import dlt
 
 from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
-from sources.close.rows import email_to_row
+from sources.close.rows import count_emails, deletion_items, shape
 from sources.close.timestamps import parse_rfc2822, parse_timestamp
 
 
@@ -19,24 +19,36 @@ def test_timestamps_in_every_close_format() -> None:
     assert parse_rfc2822("not a date") is None
 
 
+def tables(items: list) -> dict[str, list[dict]]:
+    """The rows of `shape`'s items, by table."""
+    return {item.meta.hints["table_name"]: item.data.to_pylist() for item in items}
+
+
 def test_recipients_fall_back_to_top_level_fields_without_an_envelope() -> None:
-    row = email_to_row(
-        {
-            "id": "acti_1",
-            "envelope": None,
-            "sender": "Jean Lafleur <john@airbyte.io>",
-            "to": ["a@x.com"],
-            "cc": [],
-            "bcc": ["Bob <b@x.com>"],
-            "date_created": None,
-        }  # fmt: skip
-    )
-    assert row["recipients"] == [
-        {"email_id": "acti_1", "role": "from", "position": 0, "email": "john@airbyte.io", "name": "Jean Lafleur"},
-        {"email_id": "acti_1", "role": "to", "position": 0, "email": "a@x.com", "name": None},
-        {"email_id": "acti_1", "role": "bcc", "position": 0, "email": "b@x.com", "name": "Bob"},
-    ]  # fmt: skip
-    assert row["envelope"] == {"date_utc": None}
+    email = {"id": "acti_1", "envelope": None, "sender": "Jean Lafleur <john@airbyte.io>",
+             "to": ["a@x.com"], "cc": [], "bcc": ["Bob <b@x.com>"], "date_created": None}  # fmt: skip
+    rows = tables(shape([email], include_bodies=True))
+    recipients = [(r["email_id"], r["role"], r["position"], r["email"], r["name"])
+                  for r in rows["emails__recipients"]]  # fmt: skip
+    assert recipients == [
+        ("acti_1", "from", 0, "john@airbyte.io", "Jean Lafleur"),
+        ("acti_1", "to", 0, "a@x.com", None),
+        ("acti_1", "bcc", 0, "b@x.com", "Bob"),
+    ]
+    assert rows["emails"][0]["envelope__date_utc"] is None
+    # an empty list is one marker row, which makes the merge drop the email's stored rows
+    assert [(r["_slot"], r["_deleted"]) for r in rows["emails__attachments"]] == [(-1, True)]
+
+
+def test_unknown_fields_become_columns_and_counts_skip_markers() -> None:
+    email = {"id": "acti_1", "date_updated": "2024-01-02T00:00:00Z", "new_flag": True,
+             "new_nested": {"a": 1}, "envelope": {"date": "x", "new_header": "h"}}  # fmt: skip
+    emails = tables(shape([email], include_bodies=False))["emails"]
+    assert emails[0]["new_flag"] is True
+    assert emails[0]["new_nested"] == '{"a":1}'
+    assert emails[0]["envelope__new_header"] == "h"
+    items = shape([email], True) + deletion_items(["acti_2"], datetime(2024, 1, 3, tzinfo=UTC))
+    assert count_emails(items) == 1
 
 
 def test_ratelimit_header_and_endpoint_groups() -> None:
@@ -47,17 +59,33 @@ def test_ratelimit_header_and_endpoint_groups() -> None:
 
 
 def test_one_load_with_two_versions_keeps_the_newest(tmp_path) -> None:  # noqa: ANN001
-    older = email_to_row({"id": "acti_1", "subject": "old", "date_updated": "2024-01-01T00:00:00Z",
-                          "attachments": [{"filename": "a"}, {"filename": "b"}]})  # fmt: skip
-    newer = email_to_row({"id": "acti_1", "subject": "new", "date_updated": "2024-01-02T00:00:00Z",
-                          "attachments": [{"filename": "c"}]})  # fmt: skip
+    older = {"id": "acti_1", "subject": "old", "date_updated": "2024-01-01T00:00:00Z",
+             "attachments": [{"filename": "a"}, {"filename": "b"}]}  # fmt: skip
+    newer = {"id": "acti_1", "subject": "new", "date_updated": "2024-01-02T00:00:00Z",
+             "attachments": [{"filename": "c"}]}  # fmt: skip
     pipeline = dlt.pipeline(
         "two_versions",
         destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")),
         dataset_name="close",
         pipelines_dir=str(tmp_path / "dlt"),
     )
-    pipeline.run(_emails_resource(lambda: iter([[newer, older]]), "emails"))
+
+    def pages(*versions: dict) -> object:
+        return lambda: (item for version in versions for item in shape([version], True))
+
+    for order in ((older, newer), (newer, older)):  # either order, in separate pages
+        pipeline.run(_emails_resource(pages(*order), "emails"))
+        with pipeline.sql_client() as client:
+            assert client.execute_sql("SELECT subject FROM emails") == [("new",)]
+            assert client.execute_sql("SELECT filename FROM emails__attachments") == [("c",)]
+    # an emptied list and then a deletion remove the child rows
+    emptied = {**newer, "date_updated": "2024-01-03T00:00:00Z", "attachments": []}
+    pipeline.run(_emails_resource(pages(emptied), "emails"))
     with pipeline.sql_client() as client:
-        assert client.execute_sql("SELECT subject FROM emails") == [("new",)]
-        assert client.execute_sql("SELECT filename FROM emails__attachments") == [("c",)]
+        assert client.execute_sql("SELECT COUNT(*) FROM emails__attachments") == [(0,)]
+    gone = deletion_items(["acti_1"], datetime(2024, 1, 4, tzinfo=UTC))
+    pipeline.run(_emails_resource(lambda: iter(gone), "email_changes"))
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT COUNT(*) FROM emails") == [(0,)]
+        assert client.execute_sql("SELECT COUNT(*) FROM emails__recipients") == [(0,)]
+        assert client.execute_sql("SELECT COUNT(*) FROM emails__attachments") == [(0,)]
