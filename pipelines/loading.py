@@ -47,7 +47,7 @@ def configure() -> None:
     dlt.config["data_writer.disable_compression"] = True
     dlt.config["load.delete_completed_jobs"] = True
     key = "destination.duckdb.credentials.global_config"
-    dlt.config[key] = {"memory_limit": DUCKDB_MEMORY_LIMIT, **(dlt.config.get(key) or {})}
+    dlt.secrets[key] = {"memory_limit": DUCKDB_MEMORY_LIMIT, **(dlt.config.get(key) or {})}
 
 
 def loaded_rows(pipeline: dlt.Pipeline) -> dict[str, int]:

@@ -153,3 +153,17 @@ def test_results_are_identical_for_any_concurrency(
     lists = [e for e in close.emulator.request_log.snapshot() if e.path.endswith("/email/")]
     assert len(lists) <= -(-1500 // 100) + 3 * concurrency + 10, len(lists)
     assert "emails.new: 0" in sync(close.base_url)
+
+
+@pytest.mark.parametrize("destination", ["duckdb"])
+def test_the_default_duckdb_file_needs_no_destination_setting(
+    make_emulator,
+    sync_env,
+    monkeypatch,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    """Without DESTINATION__DUCKDB__CREDENTIALS the file is `<pipeline-name>.duckdb` here."""
+    close = make_emulator(emails=30, seed=2)
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS")
+    sync(close.base_url)
+    assert (tmp_path / f"{sync_env['PIPELINE_NAME']}.duckdb").exists()
