@@ -1,1 +1,5 @@
-"""Pipelines (command lines) built on the sources of this project."""
+"""The command line and the dlt pipeline around the Close source."""
+
+from .memory import tune_memory
+
+tune_memory()  # before anything imports pyarrow

@@ -16,7 +16,7 @@ from dlt.common.destination import TLoaderFileFormat
 
 from sources.close.rows import marker_rows
 
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 LOADER_FILE_FORMAT: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "csv"}
 
 
@@ -38,8 +38,9 @@ def configure() -> None:
     - The files of a package are deleted once it is loaded (dlt keeps them by default), so
       the uncompressed files do not pile up in the pipeline's folder run after run.
     - DuckDB may use at most `DUCKDB_MEMORY_LIMIT` (its default is 80 % of the machine's
-      memory; the merge of 100,000 emails then grew the process to 1.4 GB, and to 640 MB
-      with the limit, at the same speed: DuckDB spills to disk beyond it). A `memory_limit`
+      memory; the merges of a 100,000-email first sync then grew the process to 1.4 GB; with
+      256 MB to 640 MB, with 128 MB to 420 MB (with `memory.py`), at the same speed, as
+      DuckDB spills to disk beyond it; 64 MB failed with "Out of Memory"). A `memory_limit`
       set in the destination's `global_config` wins.
     """
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True

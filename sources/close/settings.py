@@ -25,8 +25,9 @@ DEFAULT_WINDOW_DAYS = 7.0  # length of one `activity_at` window of a backfill
 DEFAULT_CONCURRENCY = 8
 # Emails per load of a first sync or backfill: each chunk is committed with its progress, and
 # the next one is fetched while it loads. Bounds memory: about two chunks are held at once.
-DEFAULT_CHUNK_EMAILS = 10_000
-BUFFER_PAGES = 40  # pages fetched ahead of the loader at most (about 80 MB with bodies)
+DEFAULT_CHUNK_EMAILS = 20_000
+BATCH_EMAILS = 1_000  # emails shaped into one set of arrow tables
+BUFFER_PAGES = 24  # pages fetched ahead of the loader at most (about 50 MB with bodies)
 # An idle worker splits a busy span only when about this many rows seem left in it: each split
 # costs a partly filled page or two, so splitting small remainders would waste requests.
 MIN_SPLIT_ROWS = 1_000
