@@ -4,13 +4,12 @@ real one: a client that ignores a periodic storm's waits, against the emulator o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from bench.waits import announced_waits, requests_inside_waits, storm_bound_s
-from close_emulator import Emulator, EmulatorConfig, EmulatorServer
+from close_emulator import EmulatorServer
 
 EMAILS = "GET /activity/email/"
 EVENTS = "GET /event/"
@@ -66,12 +65,8 @@ def test_storm_bound_uses_the_busiest_group_and_the_allowance() -> None:
 
 
 @pytest.fixture()
-def stormy() -> Iterator[EmulatorServer]:
-    emulator = Emulator(EmulatorConfig(rate=0))
-    emulator.generate(50, seed=1)
-    with EmulatorServer(emulator) as server:
-        yield server
-    emulator.close()
+def stormy(make_emulator) -> EmulatorServer:  # noqa: ANN001
+    return make_emulator(emails=50, seed=1)  # type: ignore[no-any-return]
 
 
 def test_a_client_ignoring_a_real_storm_is_caught(stormy: EmulatorServer) -> None:
