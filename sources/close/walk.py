@@ -248,6 +248,10 @@ class Walk:
         self._lock = threading.Lock()
         self._stop = threading.Event()  # this walk only: the client may serve on after it
 
+    def backlogged(self) -> bool:
+        """Whether the buffer is at least half full: the workers outpace the consumer."""
+        return self._queue.qsize() >= self._queue.maxsize // 2
+
     def pages(self) -> Iterator[Page]:
         """The walk's pages in arrival order; resumes where the last sitting stopped."""
         if self._iterator is None:

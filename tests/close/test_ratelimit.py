@@ -63,12 +63,14 @@ def test_paces_evenly_just_under_the_announced_limit() -> None:
     assert all(18 <= n <= 20 for n in per_second), per_second  # and close to it
 
 
-def test_a_spent_window_blocks_until_its_reset() -> None:
+def test_a_spent_window_holds_the_group_back_one_slot() -> None:
     clock = FakeClock()
     limiter = limiter_on(clock)
-    send(limiter, clock, "limit=20, remaining=0, reset=3")
-    send(limiter, clock, "limit=20, remaining=19, reset=3")
-    assert clock.sent[1] >= 3.0
+    send(limiter, clock, "limit=20, remaining=19, reset=1")
+    limiter.acquire(GROUP)
+    clock.now += 0.2  # the answer takes a while
+    limiter.release(GROUP, {"RateLimit": "limit=20, remaining=0, reset=1"}, throttled=False)
+    assert limiter.blocked_until(GROUP) == pytest.approx(clock.now + 1 / (20 * 0.97))
 
 
 def test_a_group_is_probed_with_one_request_until_its_limit_is_known() -> None:
