@@ -143,7 +143,7 @@ def endpoint_group(method: str, path: str) -> str:
 class Answer:
     """What one try came to: the body, a 429's wait, or a problem that may or may not pass."""
 
-    kind: Literal["ok", "throttled", "transient", "fatal", "auth"]
+    kind: Literal["ok", "throttled", "held", "transient", "fatal", "auth"]
     body: Any = None
     wait: float = 0.0  # throttled: the longest wait Close announced
     problem: str = ""  # transient, fatal: one line
@@ -262,6 +262,8 @@ class CloseClient:
             answer = self._try(group, method, path, where, params, json, headers)
             if answer.kind == "ok":
                 return answer.body  # type: ignore[no-any-return]
+            if answer.kind == "held":
+                continue
             if answer.kind == "throttled":
                 throttled += 1
                 self._on_throttled(group, where, answer.wait, throttled)
@@ -279,7 +281,14 @@ class CloseClient:
         json: dict[str, Any] | None,
         headers: dict[str, str] | None,
     ) -> Answer:
-        """One try: sends, remembers Close's clock, releases the limiter on every path."""
+        """One try: sends, remembers Close's clock, releases the limiter on every path.
+
+        A 429 blocks the group here, the moment it is read, so that a worker granted a slot
+        just before does not send into the wait: it sees the block and holds back.
+        """
+        if not self.limiter.admits(group):
+            self.limiter.release(group, None, throttled=True)
+            return Answer("held")
         self.stats.add(requests=1)
         response: requests.Response | None = None
         error: Exception | None = None
@@ -297,6 +306,8 @@ class CloseClient:
             error = exc
         finally:
             throttled = response is not None and response.status_code == 429
+            if throttled:
+                self.limiter.block(group, rate_limit_wait(response, time.time()))  # type: ignore[arg-type]
             self.limiter.release(
                 group, response.headers if response is not None else None, throttled
             )

@@ -140,6 +140,11 @@ class RateLimiter:
     def _block(self, state: _Group, seconds: float) -> None:
         state.blocked_until = max(state.blocked_until, self._clock() + seconds)
 
+    def admits(self, group: str) -> bool:
+        """Whether a request may go to `group` right now (no block has begun since its slot)."""
+        with self._lock:
+            return self._clock() >= self._groups.get(group, _Group()).blocked_until
+
     def blocked_until(self, group: str) -> float:
         """The clock time before which no request goes to `group` (for tests and progress)."""
         with self._lock:
