@@ -136,3 +136,14 @@ def test_the_limiter_is_released_after_dropped_and_failed_requests(
     client.get("/activity/email/", {"_limit": 1})
     assert client.stats.retries == 4
     assert client.limiter._groups[GROUP].in_flight == 0
+
+
+def test_a_worker_granted_a_slot_before_a_429_holds_back(close: EmulatorServer) -> None:
+    client = CloseClient("api_key", close.base_url)
+    client.get("/activity/email/", {"_limit": 1})
+    client.limiter.acquire(GROUP)  # this worker's slot is granted ...
+    client.limiter.block(GROUP, 0.5)  # ... and another worker's 429 arrives before it sends
+    answer = client._try(GROUP, "GET", "/activity/email/", "GET /activity/email/", {}, None, None)
+    assert answer.kind == "held"
+    assert len([e for e in close.emulator.request_log.snapshot() if e.path.startswith("/api")]) == 1
+    assert client.limiter._groups[GROUP].in_flight == 0
