@@ -18,7 +18,6 @@ MAX_SKIP = 250_000  # Close's `max_skip` on /activity/email/
 # id__in lists longer than this go into a POST `_params` body (Close's long-URL form)
 MAX_URL_ID_LIST_CHARS = 1_500
 
-DEFAULT_WINDOW_DAYS = 7.0  # length of one `activity_at` window of a backfill
 # Pages fetched at once, all under one rate limiter. At Close's usual 20 requests/s per key
 # and ~150-250 ms per page, 8 workers keep the allowance busy; pacing, not the worker count,
 # bounds the rate.

@@ -38,7 +38,6 @@ TYPE_FAMILIES = {
 def close(request, make_emulator, sync_env, monkeypatch) -> EmulatorServer:  # noqa: ANN001
     """150 generated emails, or a single one without envelope, attachments, opens or send
     attempts: most child tables then do not exist, and their views are typed stand-ins."""
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")
     if request.param == "generated":
         return make_emulator(emails=150, seed=5)
     server = make_emulator(emails=0)

@@ -281,7 +281,6 @@ def assert_view_types(view: str) -> None:
 
 @pytest.fixture
 def close(make_emulator, sync_env, monkeypatch) -> EmulatorServer:  # noqa: ANN001
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "3650")  # a few windows, not hundreds
     return make_emulator(emails=0)
 
 
@@ -461,7 +460,6 @@ LIST_PATHS = ("/activity/email/", "/activity/")
 
 @pytest.mark.parametrize("form", ["--no-bodies", "SOURCES__CLOSE__INCLUDE_BODIES=false"])
 def test_sync_without_bodies(form: str, make_emulator, sync_env, monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "90")  # about eight windows
     close = make_emulator(emails=80, seed=9)
     emulator = close.emulator
     args: tuple[str, ...] = ()
