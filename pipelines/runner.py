@@ -11,12 +11,15 @@ import logging
 import os
 import signal
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
@@ -31,6 +34,7 @@ from sources.close import (
     walk_cursor,
 )
 from sources.close.client import CloseApiError
+from sources.close.options import CloseOptionError
 from sources.close.settings import DEFAULT_EVENT_RETENTION_DAYS
 from sources.close.timestamps import parse_timestamp
 from sources.close.views import refresh_views, view_names
@@ -112,22 +116,15 @@ def run_sync(
     Each chunk is extracted, normalized and loaded (with the ranges it completes) while the
     walk's workers fetch the next one. Returns the run summary.
     """
-    _finish_pending(pipeline)
     stats = RunStats()
-    before = _email_count(pipeline)
     options = _source_options(include_bodies)
     if reconcile:
         options["reconcile"] = True
-    walk = WalkRun()
-    rows: Counter[str] = Counter()
-    try:
-        while not walk.finished:
-            source = close_source(
-                warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
-            )
-            rows.update(_run(pipeline, source))
-    finally:
-        walk.close()
+
+    def source(walk: WalkRun) -> Any:
+        return close_source(warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options)
+
+    before, rows = _run_chunks(pipeline, source)
     return _summary(pipeline, "sync", stats, before, rows)
 
 
@@ -135,26 +132,45 @@ def run_backfill(
     pipeline: dlt.Pipeline, start: datetime, end: datetime, include_bodies: bool | None = None
 ) -> dict[str, Any]:
     """Backfills `[start, end)` in chunk loads, each committed with its progress."""
-    _finish_pending(pipeline)
     stats = RunStats()
-    before = _email_count(pipeline)
     options = _source_options(include_bodies)
     resumed = _backfill_saved_progress(pipeline, start, end)
-    walk = WalkRun()
-    rows: Counter[str] = Counter()
-    try:
-        while not walk.finished:
-            source = close_backfill(
-                start, end, warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
-            )
-            rows.update(_run(pipeline, source))
-    finally:
-        walk.close()
+
+    def source(walk: WalkRun) -> Any:
+        return close_backfill(
+            start, end, warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
+        )
+
+    before, rows = _run_chunks(pipeline, source)
     summary = _summary(pipeline, "backfill", stats, before, rows)
     summary["backfill.range"] = f"[{start.isoformat()}, {end.isoformat()})"
     resumed_done = (resumed or {}).get("done") or []
     summary["backfill.resumed"] = bool(resumed_done) and not (resumed or {}).get("finished")
     return summary
+
+
+def _run_chunks(
+    pipeline: dlt.Pipeline, make_source: Callable[[WalkRun], Any]
+) -> tuple[int, Counter[str]]:
+    """Loads `make_source(walk)` chunk after chunk until the walk says it is finished.
+
+    The first source is made before anything else, so that its options are checked before
+    a pending load is finished or a request is sent. Returns the emails stored before the
+    run and the rows loaded per table.
+    """
+    walk = WalkRun()
+    rows: Counter[str] = Counter()
+    try:
+        source = make_source(walk)
+        _finish_pending(pipeline)
+        before = _email_count(pipeline)
+        while True:
+            rows.update(_run(pipeline, source))
+            if walk.finished:
+                return before, rows
+            source = make_source(walk)
+    finally:
+        walk.close()
 
 
 def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
@@ -199,8 +215,15 @@ def describe_failure(exc: BaseException) -> str | None:
     """One line for an expected failure (bad key, API or destination down), else None."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, CloseApiError):
+        if isinstance(seen, CloseApiError | CloseOptionError):
             return str(seen)
+        if isinstance(seen, ConfigValueCannotBeCoercedException):
+            kind = getattr(seen.hint, "__name__", seen.hint)
+            value = "" if "key" in seen.field_name else f" ({seen.field_value!r})"
+            return (
+                f"setting {seen.field_name}{value} cannot be read as {kind}; fix it in"
+                " .dlt/config.toml or the environment"
+            )
         if isinstance(seen, ConfigFieldMissingException):
             if any("api_key" in field for field in seen.fields):
                 return (

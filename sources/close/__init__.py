@@ -44,6 +44,7 @@ from .changes import (
     scan_events,
 )
 from .client import CloseClient
+from .options import check_options
 from .progress import Interval, from_state, gaps, merge, to_state
 from .rows import NON_BODY_FIELDS, resource_hints, shape
 from .settings import (
@@ -146,6 +147,7 @@ def close_source(
     warehouse: Any | None = None,
     stats: Any | None = None,
     run: WalkRun | None = None,
+    window_days: float | None = None,
 ) -> Sequence[DltResource]:
     """The nightly sync of Close email activities.
 
@@ -165,11 +167,14 @@ def close_source(
             deletions and for reconciliation.
         stats: a `RunStats` to fill for the run summary.
         run: shared by the chunk loads of one command; without it the source loads all.
+        window_days: no longer used (checked, so that an old setting of 0 fails clearly).
 
     Returns:
         `emails` (the walk) and `email_changes` (event log, reconciliation), both writing
         the `emails` table and its child tables.
     """
+    check_options(concurrency, chunk_emails, max_attempts, request_timeout, start_date,
+                  event_retention_days, window_days)  # fmt: skip
     chunked = run is not None
     run = run or WalkRun()
     client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
@@ -305,6 +310,7 @@ def close_backfill(
     warehouse: Any | None = None,
     stats: Any | None = None,
     run: WalkRun | None = None,
+    window_days: float | None = None,
 ) -> DltResource:
     """Makes the warehouse equal Close for emails with `activity_at` in `[start, end)`.
 
@@ -315,6 +321,8 @@ def close_backfill(
     Returns:
         `email_backfill`, writing the `emails` table and its child tables.
     """
+    check_options(concurrency, chunk_emails, max_attempts, request_timeout, start_date,
+                  window_days=window_days)  # fmt: skip
     chunked = run is not None
     run = run or WalkRun()
     client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
