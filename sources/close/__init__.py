@@ -45,7 +45,7 @@ from .changes import (
 )
 from .client import CloseClient
 from .options import check_options
-from .progress import Interval, from_state, gaps, merge, to_state
+from .progress import Interval, from_state, gaps, loaded_until, merge, to_state
 from .rows import NON_BODY_FIELDS, resource_hints, shape
 from .settings import (
     BATCH_EMAILS,
@@ -281,18 +281,19 @@ def _loaded_ranges(
         until = parse_timestamp(legacy.get("date_created", {}).get("last_value"))
         if until is not None:
             done = [(history_start, until)]
-    if not done:
-        done = [(history_start, first_email_start(client, history_start))]
-    return done
+    return done or _empty_prefix(client, history_start)
+
+
+def _empty_prefix(client: CloseClient, history_start: datetime) -> list[Interval]:
+    """The years before the first email: loaded by definition (one request finds them)."""
+    return [(history_start, first_email_start(client, history_start))]
 
 
 def walk_cursor(source_state: dict[str, Any], history_start: datetime | None = None) -> str | None:
     """The nightly cursor: where the loaded prefix of `date_created` ranges ends."""
     done = from_state(source_state.get("walk", {}).get("done"))
-    if not done:
-        return None
-    start = history_start or done[0][0]
-    return format_timestamp(done[0][1]) if done[0][0] <= start else None
+    until = loaded_until(done, history_start or done[0][0]) if done else None
+    return format_timestamp(until) if until else None
 
 
 @dlt.source(name="close")
@@ -341,7 +342,7 @@ def close_backfill(
         if run.walk is None:
             started = client.server_now()
             before = from_state(progress["done"])  # a fresh backfill checks the empty prefix too
-            run.done = before or [(history_start, first_email_start(client, history_start))]
+            run.done = before or _empty_prefix(client, history_start)
             todo = gaps((history_start, started + timedelta(seconds=1)), run.done)
             filters = {"activity_at__gte": format_timestamp(start),
                        "activity_at__lt": format_timestamp(end)}  # fmt: skip

@@ -292,6 +292,7 @@ class CloseClient:
         self.stats.add(requests=1)
         response: requests.Response | None = None
         error: Exception | None = None
+        answer: Answer | None = None
         try:
             response = self._session().request(
                 method,
@@ -305,16 +306,19 @@ class CloseClient:
         except (*RETRYABLE_EXCEPTIONS, *INVALID_REQUEST_EXCEPTIONS) as exc:
             error = exc
         finally:
-            throttled = response is not None and response.status_code == 429
+            answered = response is not None or error is not None  # not on an interrupt
+            answer = classify(response, error, where) if answered else None
+            throttled = answer is not None and answer.kind == "throttled"
             if throttled:
-                self.limiter.block(group, rate_limit_wait(response, time.time()))  # type: ignore[arg-type]
+                self.limiter.block(group, answer.wait)  # type: ignore[union-attr]
             self.limiter.release(
                 group, response.headers if response is not None else None, throttled
             )
-        return classify(response, error, where)
+        assert answer is not None
+        return answer
 
     def _on_throttled(self, group: str, where: str, wait: float, in_a_row: int) -> None:
-        """A 429: blocks the group for Close's wait, or gives up when it cannot pass."""
+        """A 429 (its group already blocked by `_try`): gives up when the wait cannot pass."""
         if wait > MAX_RATE_WAIT_S:
             raise CloseUnavailableError(
                 f"Close asked to wait {wait:.0f} s before retrying {where}; try again later"
@@ -324,8 +328,7 @@ class CloseClient:
                 f"Close kept rate-limiting {where} ({in_a_row} times in a row); another client"
                 " may be using up the limit, try again later"
             )
-        self.stats.add(throttled=1)
-        self.limiter.block(group, wait)
+        self.stats.add(throttled=1)  # `_try` has blocked the group already
         logger.info("429 on %s: waiting %.2f s as Close asks", where, wait)
 
     def _backoff(self, answer: Answer, failures: int) -> None:

@@ -91,9 +91,6 @@ CHILD_SYSTEM_HINTS: TTableSchemaColumns = {
            "description": "Index of the row in its email's list (-1: a deletion marker)"},
     VERSION: {"name": VERSION, "data_type": "timestamp", "timezone": True, "nullable": True,
               "dedup_sort": "desc", "description": "`date_updated` of the email version"},
-    # the walk's incremental reads its cursor from every item, child tables too
-    "date_created": {"name": "date_created", "data_type": "timestamp", "timezone": True,
-                     "nullable": True, "description": "`date_created` of the email"},
     DELETED_COLUMN: DELETED_HINT,
 }  # fmt: skip
 
@@ -478,7 +475,6 @@ def _child_rows(
     for email_obj in emails:
         email_id = email_obj["id"]
         version = parse_timestamp(email_obj.get("date_updated"))
-        created = parse_timestamp(email_obj.get("date_created"))
         lengths: list[int] = []
         for key, rows in _lists(email_obj).items():
             columns = children[key]
@@ -499,7 +495,6 @@ def _child_rows(
                 columns[SLOT].append(slot)
             added = len(rows) + len(gone)
             columns[VERSION].extend([version] * added)
-            columns["date_created"].extend([created] * added)
             columns[DELETED_COLUMN].extend([None] * len(rows) + [True] * len(gone))
             lengths.append(len(rows))
             _MEMORY.count_markers(CHILD_TABLE_NAMES[key], len(gone))

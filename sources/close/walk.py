@@ -52,7 +52,6 @@ class Span:
     hi: datetime
     id: int = 0
     anchor: datetime | None = None  # oldest date_created read so far
-    seen_at_anchor: int = 0  # rows read with date_created == anchor
     rows: int = 0  # rows read so far
     splittable: bool = True
 
@@ -138,7 +137,7 @@ class Spans:
                     at_anchor.clear()
                 at_anchor.add(email_obj["id"])
                 fresh.append(email_obj)
-            span.anchor, span.seen_at_anchor = anchor, len(at_anchor)
+            span.anchor = anchor
             span.rows += len(fresh)
             self._lock.notify_all()  # the span may have become worth splitting
             return fresh, lo, bool(created) and created[-1] < lo
