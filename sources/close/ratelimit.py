@@ -22,8 +22,9 @@ it with a fake clock instead of sleeping.
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .settings import PACING_SHARE, PROBE_POLL_S
 
@@ -50,6 +51,8 @@ class _Group:
     interval: float | None = None  # seconds between requests; None until an answer told
     window_s: float = 0.0  # the longest `reset` seen: the length of Close's window
     in_flight: int = 0
+    # when the last `limit` requests went out: the next waits for the oldest + a window
+    sent: deque[float] = field(default_factory=lambda: deque(maxlen=1))
 
 
 class RateLimiter:
@@ -87,10 +90,11 @@ class RateLimiter:
         now = self._clock()
         if state.interval is None and state.in_flight:
             return PROBE_POLL_S  # first request to the group still out: wait for its answer
-        start = max(now, state.blocked_until, state.next_slot)
+        start = max(now, state.blocked_until, state.next_slot, self._window_opens(state))
         if start > now:
             return start - now
         state.in_flight += 1
+        state.sent.append(now)
         # Slots keep to their timeline: a worker that wakes a little late (it waited for the
         # GIL, say) does not push every later slot back, or the pace would drift below the
         # limit by each delay. Up to half a slot of lateness is made up; after a block or an
@@ -98,6 +102,16 @@ class RateLimiter:
         interval = state.interval or 0.0
         state.next_slot = max(state.next_slot, now - interval / 2) + interval
         return 0.0
+
+    @staticmethod
+    def _window_opens(state: _Group) -> float:
+        """When a window's length will have passed since the oldest of the last `limit` sends.
+
+        Catching up late slots must never put `limit + 1` requests into one window: with a
+        small limit (4 a second, say) half a slot of catch-up would.
+        """
+        full = state.interval and len(state.sent) == state.sent.maxlen
+        return state.sent[0] + state.window_s if full else 0.0
 
     def release(self, group: str, headers: Mapping[str, str] | None, throttled: bool) -> None:
         """Ends a request. A 200's `RateLimit` header teaches the pace; a spent window blocks.
@@ -114,10 +128,21 @@ class RateLimiter:
                 if state.interval is None:
                     state.interval = 0.0  # Close sends no limit for this group: no pacing
                 return
-            state.window_s = max(state.window_s, info["reset"])
-            state.interval = state.window_s / (max(1.0, info["limit"]) * self._share)
+            self._learn(state, limit=max(1, int(info["limit"])), reset=info["reset"])
             if info.get("remaining", 1) <= 0:
                 self._block(state, self._spent_window_pause(state, info["reset"]))
+
+    def _learn(self, state: _Group, limit: int, reset: float) -> None:
+        """Sets the pace from an answer's limit and reset. The first answer's request (the
+        probe) holds the first slot: the next one waits a slot after it, not after the
+        answer, or one window could see `limit + 1` requests."""
+        first = state.interval is None
+        state.window_s = max(state.window_s, reset)
+        state.interval = state.window_s / (limit * self._share)
+        if state.sent.maxlen != limit:
+            state.sent = deque(state.sent, maxlen=limit)
+        if first and state.sent:
+            state.next_slot = max(state.next_slot, state.sent[-1] + state.interval)
 
     @staticmethod
     def _spent_window_pause(state: _Group, reset: float) -> float:

@@ -2,6 +2,7 @@
 emulator's request log: never early after a 429, later block kept, even pacing, release on
 every path, and a stop that wakes sleeping workers."""
 
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,12 +45,13 @@ def test_a_429_blocks_the_group_and_an_answer_in_flight_cannot_shorten_it() -> N
     limiter = limiter_on(clock)
     send(limiter, clock, "limit=20, remaining=19, reset=1")
     limiter.acquire(GROUP)  # a request goes out ...
+    until = clock.now + 5.0
     limiter.block(GROUP, 5.0)  # ... another one's 429 says: wait 5 s
     limiter.release(GROUP, {"RateLimit": "limit=20, remaining=18, reset=1"}, throttled=False)
     limiter.block(GROUP, 2.0)  # a shorter wait announced later does not shorten it either
-    assert limiter.blocked_until(GROUP) == 5.0
+    assert limiter.blocked_until(GROUP) == until
     send(limiter, clock, "limit=20, remaining=19, reset=1")
-    assert clock.sent[-1] >= 5.0
+    assert clock.sent[-1] >= until
 
 
 def test_paces_evenly_just_under_the_announced_limit() -> None:
@@ -61,6 +63,32 @@ def test_paces_evenly_just_under_the_announced_limit() -> None:
     assert min(gaps) >= 1 / 20  # never faster than the limit, not even in bursts
     per_second = [sum(1 for t in clock.sent if s <= t < s + 1) for s in range(1, 9)]
     assert all(18 <= n <= 20 for n in per_second), per_second  # and close to it
+
+
+class LateClock(FakeClock):
+    """A clock whose sleepers wake late by up to `lag` seconds (a busy machine)."""
+
+    def __init__(self, lag: float, seed: int) -> None:
+        super().__init__()
+        self.lag = lag
+        self.rng = random.Random(seed)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.rng.uniform(0, self.lag)
+
+
+@pytest.mark.parametrize("limit", [1, 4, 20])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_window_ever_sees_more_than_the_limit(limit: int, seed: int) -> None:
+    """The probe holds the first slot, and catching up late slots never bunches requests:
+    whichever moment Close's window starts at, it sees at most `limit` of them."""
+    clock = LateClock(lag=0.3 / limit, seed=seed)
+    limiter = limiter_on(clock)
+    for _ in range(20 * limit):
+        send(limiter, clock, f"limit={limit}, remaining={limit - 1}, reset=1")
+    sent = clock.sent
+    assert all(later - sent[i] >= 1.0 for i, later in enumerate(sent[limit:])), sent
+    assert len(sent) / (sent[-1] - sent[0]) > 0.75 * limit  # and still near the limit
 
 
 def test_a_spent_window_holds_the_group_back_one_slot() -> None:
