@@ -20,6 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.destination.reference import Destination
+from dlt.common.exceptions import MissingDependencyException
+
 from .runner import (
     describe_failure,
     make_pipeline,
@@ -42,15 +46,34 @@ def parse_date(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def destination_name(value: str) -> str:
+    """A dlt destination name (or a named destination configured in dlt config), as given."""
+    try:
+        Destination.from_reference(value)
+    except UnknownDestinationModule:
+        raise argparse.ArgumentTypeError(
+            f"unknown destination {value!r}: use a dlt destination name such as duckdb,"
+            " postgres, sqlalchemy, motherduck, bigquery or snowflake"
+        ) from None
+    except MissingDependencyException as exc:
+        raise argparse.ArgumentTypeError(
+            f"destination {value!r} needs packages that are not installed: "
+            f"{', '.join(exc.dependencies)}"
+        ) from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS so that options given before the command are not overwritten by the
     # sub-command's defaults; the real defaults are filled in after parsing.
     common.add_argument(
         "--destination",
-        choices=("duckdb", "postgres"),
+        type=destination_name,
         default=argparse.SUPPRESS,
-        help="where to load (default: duckdb)",
+        metavar="NAME",
+        help="any dlt destination: duckdb, postgres, sqlalchemy, motherduck, bigquery, ..."
+        " (default: duckdb; credentials in DESTINATION__<NAME>__CREDENTIALS)",
     )
     common.add_argument(
         "--dataset", default=argparse.SUPPRESS, help="dataset (schema) name (default: close)"

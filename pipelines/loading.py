@@ -6,7 +6,10 @@ parquet files directly. PostgreSQL gets them rewritten as csv by pyarrow and loa
 COPY, several times faster than dlt's default INSERT statements; arrow's csv writer counts
 rows correctly (dlt 1.31's writer for dict rows counted every row's columns instead, which
 once made 2,000 emails look like 78,631 rows). Parquet into PostgreSQL would need ADBC
-(`adbc-driver-postgresql`), which COPY made unnecessary.
+(`adbc-driver-postgresql`), which COPY made unnecessary. dlt's sqlalchemy destination
+(MySQL/MariaDB and others) takes parquet or typed-jsonl; parquet keeps the arrow tables as
+they are (typed-jsonl would make normalize turn every row back into JSON). Any other
+destination gets dlt's preferred format.
 """
 
 from typing import Any
@@ -17,7 +20,12 @@ from dlt.common.destination import TLoaderFileFormat
 from sources.close.rows import marker_rows
 
 DUCKDB_MEMORY_LIMIT = "128MB"
-LOADER_FILE_FORMAT: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "csv"}
+LOADER_FILE_FORMAT: dict[str, TLoaderFileFormat] = {
+    "duckdb": "parquet",
+    "motherduck": "parquet",
+    "postgres": "csv",
+    "sqlalchemy": "parquet",
+}
 
 
 def loader_file_format(destination_name: str) -> TLoaderFileFormat | None:

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from sources.close.client import CloseApiError
 from sources.close.options import CloseOptionError
 from sources.close.settings import DEFAULT_EVENT_RETENTION_DAYS
 from sources.close.timestamps import parse_timestamp
-from sources.close.views import refresh_views, view_names
+from warehouse import SqlWarehouse, refresh_views, view_names
 
 logger = logging.getLogger(__name__)
 
@@ -57,55 +57,6 @@ def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pip
         destination=destination,
         dataset_name=dataset,
     )
-
-
-class SqlWarehouse:
-    """Lookups into the destination, for deletions that reach emails indirectly."""
-
-    def __init__(self, pipeline: dlt.Pipeline) -> None:
-        self.pipeline = pipeline
-
-    def ids_where(self, column: str, values: Collection[str]) -> set[str]:
-        if not values or column not in ("thread_id", "lead_id"):
-            return set()
-        placeholders = ", ".join(["%s"] * len(values))
-        rows = self._query(
-            f"SELECT id FROM {{emails}} WHERE {column} IN ({placeholders})", *sorted(values)
-        )
-        return {row[0] for row in rows}
-
-    def versions(
-        self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
-    ) -> dict[str, datetime]:
-        if field is None:
-            rows = self._query("SELECT id, date_updated FROM {emails}")
-        elif field in ("activity_at", "date_created"):
-            rows = self._query(
-                f"SELECT id, date_updated FROM {{emails}} WHERE {field} >= %s AND {field} < %s",
-                start,
-                end,
-            )
-        else:
-            raise ValueError(f"cannot select emails by {field}")
-        return {row[0]: row[1] for row in rows}
-
-    def created_at(self, field: str, start: datetime, end: datetime) -> dict[str, datetime]:
-        if field not in ("activity_at", "date_created"):
-            raise ValueError(f"cannot select emails by {field}")
-        rows = self._query(
-            f"SELECT id, date_created FROM {{emails}} WHERE {field} >= %s AND {field} < %s",
-            start,
-            end,
-        )
-        return {row[0]: row[1] for row in rows}
-
-    def _query(self, sql: str, *params: Any) -> list[Any]:
-        with self.pipeline.sql_client() as client:
-            table = client.make_qualified_table_name("emails")
-            try:
-                return list(client.execute_sql(sql.format(emails=table), *params) or [])
-            except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
-                return []  # nothing loaded yet
 
 
 def run_sync(
@@ -315,7 +266,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
 def _refresh_views(pipeline: dlt.Pipeline) -> None:
     with pipeline.sql_client() as client:
         if client.has_dataset():
-            refresh_views(client, pipeline.destination.destination_name)
+            refresh_views(client)
 
 
 def _source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

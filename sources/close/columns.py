@@ -1,8 +1,8 @@
 """The tables the source writes: column types and one-line meanings.
 
-This is the single place where a column's type and description live. The resources take
-their dlt column hints from here, the data dictionary (`docs/tables.md`) is generated
-from the resulting dlt schema, and PostgreSQL gets the same text as `COMMENT ON COLUMN`.
+This is the single place where a loaded column's type and description live. The resources
+take their dlt column hints from here; the warehouse layer (`warehouse/`) builds its views,
+comments and the data dictionary (`docs/tables.md`) from the resulting dlt schema.
 """
 
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
@@ -120,25 +120,14 @@ MESSAGE_ID_COLUMNS: ColumnSpec = {
     "value": ("text", "The Message-ID, e.g. `<abc@mail.example.com>`"),
 }
 
-# nested list key on an email row -> (analyst view name, its columns, table description)
-CHILD_TABLES: dict[str, tuple[str, ColumnSpec, str]] = {
-    "recipients": (
-        "email_recipients",
-        RECIPIENT_COLUMNS,
-        "One row per address on an email, from the envelope (with display names) or, when"
-        " there is none, from the top-level sender/to/cc/bcc",
-    ),
-    "attachments": ("email_attachments", ATTACHMENT_COLUMNS, "One row per attachment"),
-    "opens": ("email_opens", OPEN_COLUMNS, "One row per recorded open of an email"),
-    "send_attempts": ("email_send_attempts", SEND_ATTEMPT_COLUMNS, "One row per send attempt"),
-    "message_ids": (
-        "email_message_ids",
-        MESSAGE_ID_COLUMNS,
-        "One row per Message-ID of an email and per entry of its References header",
-    ),
+# nested list key on an email row (table `emails__<key>`) -> its columns
+CHILD_COLUMNS: dict[str, ColumnSpec] = {
+    "recipients": RECIPIENT_COLUMNS,
+    "attachments": ATTACHMENT_COLUMNS,
+    "opens": OPEN_COLUMNS,
+    "send_attempts": SEND_ATTEMPT_COLUMNS,
+    "message_ids": MESSAGE_ID_COLUMNS,
 }
-
-EMAILS_DESCRIPTION = "One row per email activity that exists in Close now"
 
 
 def to_hints(spec: ColumnSpec) -> TTableSchemaColumns:

@@ -35,7 +35,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDispositionConfig
 from dlt.extract.hints import TResourceHints
 
-from .columns import CHILD_TABLES, DELETED_COLUMN, EMAIL_COLUMNS, ColumnSpec, to_hints
+from .columns import CHILD_COLUMNS, DELETED_COLUMN, EMAIL_COLUMNS, ColumnSpec, to_hints
 from .settings import BODY_FIELDS
 from .timestamps import parse_rfc2822, parse_timestamp
 
@@ -57,7 +57,7 @@ NON_BODY_FIELDS = (
 )  # fmt: skip
 
 ROOT_TABLE = "emails"
-CHILD_TABLE_NAMES = {key: f"{ROOT_TABLE}__{key}" for key in CHILD_TABLES}
+CHILD_TABLE_NAMES = {key: f"{ROOT_TABLE}__{key}" for key in CHILD_COLUMNS}
 # Top-level fields that become child rows or envelope columns instead of columns of their own.
 CONSUMED_FIELDS = {"_type", "envelope", "attachments", "opens", "send_attempts", "message_ids",
                    "references"}  # fmt: skip
@@ -106,7 +106,7 @@ def _arrow_schema(spec: ColumnSpec, extra: TTableSchemaColumns) -> pa.Schema:
 
 ROOT_SCHEMA = _arrow_schema(EMAIL_COLUMNS, {DELETED_COLUMN: DELETED_HINT})
 CHILD_SCHEMAS = {
-    key: _arrow_schema(spec, CHILD_SYSTEM_HINTS) for key, (_v, spec, _d) in CHILD_TABLES.items()
+    key: _arrow_schema(spec, CHILD_SYSTEM_HINTS) for key, spec in CHILD_COLUMNS.items()
 }
 ROOT_HINTS = dlt.mark.make_hints(table_name=ROOT_TABLE, primary_key="id", columns=EMAIL_HINTS)
 CHILD_HINTS = {
@@ -120,11 +120,11 @@ CHILD_HINTS = {
             **CHILD_SYSTEM_HINTS,
         },
     )
-    for key, (_view, spec, _description) in CHILD_TABLES.items()
+    for key, spec in CHILD_COLUMNS.items()
 }
 _KNOWN_ROOT = set(EMAIL_COLUMNS) | {DELETED_COLUMN}
 _ENVELOPE_COLUMNS = [n for n in EMAIL_COLUMNS if n.startswith(ENVELOPE_PREFIX)]
-_CHILD_FIELDS = {key: [n for n in spec if n != "email_id"] for key, (_v, spec, _d) in CHILD_TABLES.items()}  # fmt: skip
+_CHILD_FIELDS = {key: [n for n in spec if n != "email_id"] for key, spec in CHILD_COLUMNS.items()}  # fmt: skip
 
 
 def resource_hints() -> dict[str, Any]:
@@ -155,7 +155,7 @@ def shape(emails: list[dict[str, Any]], include_bodies: bool) -> list[Any]:
     mark = _marker()
     items = [mark(_root_table(emails, include_bodies), ROOT_HINTS)]
     for key, columns in _child_rows(emails, earlier).items():
-        table = _to_table(columns, CHILD_SCHEMAS[key], CHILD_TABLES[key][1])
+        table = _to_table(columns, CHILD_SCHEMAS[key], CHILD_COLUMNS[key])
         items.append(mark(table, CHILD_HINTS[key]))
     return items
 
@@ -175,7 +175,7 @@ def deletion_items(ids: Iterable[str], deleted_at: datetime) -> list[Any]:
     schema = pa.schema([ROOT_SCHEMA.field(name) for name in root])
     mark = _marker()
     items = [mark(pa.table(root, schema=schema), ROOT_HINTS)]
-    for key in CHILD_TABLES:
+    for key in CHILD_COLUMNS:
         rows = [(email_id, slot) for email_id in ids
                 for slot in range(MARKER_SLOT, _length(lengths.get(email_id), key))]  # fmt: skip
         columns = {"email_id": [r[0] for r in rows], SLOT: [r[1] for r in rows],
@@ -330,7 +330,7 @@ class _LoadMemory:
         return admitted, earlier
 
     def record(self, email_id: str, lengths: tuple[int, ...]) -> None:
-        """Remembers the lengths of an admitted email's lists (in `CHILD_TABLES` order); a
+        """Remembers the lengths of an admitted email's lists (in `CHILD_COLUMNS` order); a
         tuple, not a dict, as a load may remember a few hundred thousand emails."""
         if self.seen is not None and email_id in self.seen:
             self.seen[email_id] = (self.seen[email_id][0], lengths)
@@ -353,7 +353,7 @@ def _version_key(email_obj: dict[str, Any]) -> float:
 
 
 _DELETED_VERSION = float("inf")  # a deletion outranks every version
-_KEYS = tuple(CHILD_TABLES)
+_KEYS = tuple(CHILD_COLUMNS)
 
 
 def _length(lengths: tuple[int, ...] | None, key: str) -> int:
@@ -470,7 +470,7 @@ def _child_rows(
     """The child rows of a page as columns, per child table: each email's rows, a marker row
     if its list is empty, and hard-deleted slots an earlier version in this load had."""
     children: dict[str, dict[str, list[Any]]] = {
-        key: {name: [] for name in CHILD_SCHEMAS[key].names} for key in CHILD_TABLES
+        key: {name: [] for name in CHILD_SCHEMAS[key].names} for key in CHILD_COLUMNS
     }
     for email_obj in emails:
         email_id = email_obj["id"]

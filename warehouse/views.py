@@ -1,30 +1,41 @@
-"""The analyst-facing SQL layer: contract views over the tables dlt loads.
+"""The contract views, written once in PostgreSQL's SQL and rendered per engine by sqlglot.
 
 The source loads the child lists into tables `emails__<list>` (which also hold the merge's
 `_slot`, `_version` and `_deleted` columns); analysts get their contract columns as
-`email_recipients`, `email_attachments`, … plus three analyst views. Everything here is plain
-SQL that runs unchanged on DuckDB and PostgreSQL. Views are dropped and re-created after
-every load, in one transaction. A base table not created yet (before the first load that
-had any email) is replaced by an empty, typed stand-in, so every view exists, with its
-column types, from the first load on.
+`email_recipients`, `email_attachments`, … plus three analyst views. The SQL below names
+its relations bare (`emails`, `opens`); `view_statements` qualifies them with the dataset,
+or replaces a base table not created yet (before the first load that had, say, any
+attachment) with a typed, empty stand-in, so every view exists with its column types from
+the first load on. `ELAPSED(a, b)` is the time from a to b (`dialects.py`).
 """
 
-from typing import Any
+from sqlglot import exp
 
-from .columns import CHILD_TABLES, EMAIL_COLUMNS, EMAILS_DESCRIPTION, ColumnSpec
+from sources.close.columns import CHILD_COLUMNS, EMAIL_COLUMNS, ColumnSpec
 
-SQL_TYPES = {
-    "duckdb": {"text": "VARCHAR", "bigint": "BIGINT", "bool": "BOOLEAN", "json": "JSON",
-               "timestamp": "TIMESTAMP WITH TIME ZONE"},
-    "postgres": {"text": "VARCHAR", "bigint": "BIGINT", "bool": "BOOLEAN", "json": "JSONB",
-                 "timestamp": "TIMESTAMP WITH TIME ZONE"},
-}  # fmt: skip
+from .dialects import empty_relation, render
 
-# time_to_first_reply subtracts UTC wall-clock times: DuckDB subtracts two TIMESTAMPTZ in the
-# session's time zone (calendar days), so a DST change in between would add or drop an hour.
+EMAILS_DESCRIPTION = "One row per email activity that exists in Close now"
+
+# child list key (table `emails__<key>`) -> (contract view, its description)
+CHILD_VIEWS: dict[str, tuple[str, str]] = {
+    "recipients": (
+        "email_recipients",
+        "One row per address on an email, from the envelope (with display names) or, when"
+        " there is none, from the top-level sender/to/cc/bcc",
+    ),
+    "attachments": ("email_attachments", "One row per attachment"),
+    "opens": ("email_opens", "One row per recorded open of an email"),
+    "send_attempts": ("email_send_attempts", "One row per send attempt"),
+    "message_ids": (
+        "email_message_ids",
+        "One row per Message-ID of an email and per entry of its References header",
+    ),
+}
+
 EMAIL_THREADS_SQL = """
 WITH e AS (
-    SELECT id, thread_id, lead_id, direction, activity_at FROM {emails}
+    SELECT id, thread_id, lead_id, direction, activity_at FROM emails
     WHERE thread_id IS NOT NULL AND activity_at IS NOT NULL
 ), totals AS (
     SELECT thread_id,
@@ -53,8 +64,7 @@ SELECT t.thread_id, f.lead_id,
     CAST(t.outgoing_count AS BIGINT) AS outgoing_count,
     t.first_activity_at, t.last_activity_at, t.first_outgoing_at, r.first_reply_at,
     r.first_reply_at IS NOT NULL AS replied,
-    (r.first_reply_at AT TIME ZONE 'UTC') - (t.first_outgoing_at AT TIME ZONE 'UTC')
-        AS time_to_first_reply
+    ELAPSED(t.first_outgoing_at, r.first_reply_at) AS time_to_first_reply
 FROM totals t
 JOIN first_email f ON f.thread_id = t.thread_id
 LEFT JOIN first_reply r ON r.thread_id = t.thread_id
@@ -67,8 +77,8 @@ WITH e AS (
         e.direction = 'incoming' AS is_received,
         o.email_id IS NOT NULL AS is_opened,
         COALESCE(e.has_reply, FALSE) AS is_replied
-    FROM {emails} e
-    LEFT JOIN (SELECT DISTINCT email_id FROM {opens}) o ON o.email_id = e.id
+    FROM emails e
+    LEFT JOIN (SELECT DISTINCT email_id FROM opens) o ON o.email_id = e.id
     WHERE e.activity_at IS NOT NULL
 )
 SELECT user_id, day,
@@ -87,8 +97,8 @@ WITH s AS (
             AS BIGINT) AS emails_opened,
         CAST(SUM(CASE WHEN e.status = 'sent' AND e.has_reply THEN 1 ELSE 0 END)
             AS BIGINT) AS emails_replied
-    FROM {emails} e
-    LEFT JOIN (SELECT DISTINCT email_id FROM {opens}) o ON o.email_id = e.id
+    FROM emails e
+    LEFT JOIN (SELECT DISTINCT email_id FROM opens) o ON o.email_id = e.id
     WHERE e.sequence_id IS NOT NULL
     GROUP BY e.sequence_id
 )
@@ -150,90 +160,43 @@ ANALYST_VIEWS = {
 
 
 def view_names() -> list[str]:
-    """Every view this module maintains, child-table views first."""
-    return [view for view, _spec, _description in CHILD_TABLES.values()] + list(ANALYST_VIEWS)
+    """Every view this package maintains, child-table views first."""
+    return [view for view, _description in CHILD_VIEWS.values()] + list(ANALYST_VIEWS)
 
 
-def refresh_views(sql_client: Any, dialect: str) -> None:
-    """(Re)creates the child-table and analyst views and, on PostgreSQL, indexes and comments.
+def view_statements(dataset: str, existing: set[str], dialect: str) -> list[str]:
+    """Statements that drop and re-create every view of `dataset`, in `dialect`.
 
     Args:
-        sql_client: an open dlt sql client of the pipeline's destination and dataset.
-        dialect: `duckdb` or `postgres`.
+        dataset: the dataset (schema; a database on MySQL/MariaDB) as the engine names it.
+        existing: base tables of the dataset that exist now.
+        dialect: a sqlglot dialect name.
     """
-    dataset = sql_client.fully_qualified_dataset_name()
-    existing = _existing_tables(sql_client)
 
-    def source(table: str, spec: ColumnSpec) -> str:
-        if table in existing:
-            return f"{dataset}.{table}"
-        return _empty_relation(spec, dialect)
+    def table(name: str) -> exp.Expression:
+        return exp.table_(name, db=dataset, quoted=True)
+
+    def source(name: str, spec: ColumnSpec) -> exp.Expression:
+        if name in existing:
+            return table(name)
+        return empty_relation({column: t for column, (t, _d) in spec.items()}, dialect)
 
     statements = [
-        f"DROP VIEW IF EXISTS {dataset}.{view} CASCADE" for view in reversed(view_names())
+        exp.Drop(tables=[table(view)], kind="VIEW", exists=True, cascade=True).sql(dialect)
+        for view in reversed(view_names())
     ]
-    for key, (view, spec, _description) in CHILD_TABLES.items():
-        columns = ", ".join(f'"{name}"' for name in spec)
-        relation = source(f"emails__{key}", spec)
-        statements.append(f"CREATE VIEW {dataset}.{view} AS SELECT {columns} FROM {relation} c")
-    relations = {"emails": source("emails", EMAIL_COLUMNS)}
-    relations["opens"] = f"{dataset}.email_opens"
+    for key, (view, _description) in CHILD_VIEWS.items():
+        select = exp.select(*(exp.column(name, quoted=True) for name in CHILD_COLUMNS[key]))
+        relations = {"c": source(f"emails__{key}", CHILD_COLUMNS[key])}
+        statements.append(_create_view(table(view), select.from_("c").sql("postgres"), dialect, relations))
+    relations = {"emails": source("emails", EMAIL_COLUMNS), "opens": table("email_opens")}
     for view, (sql, _description, _columns) in ANALYST_VIEWS.items():
-        statements.append(f"CREATE VIEW {dataset}.{view} AS {sql.format(**relations)}")
-    if dialect == "postgres":
-        statements.extend(_postgres_extras(dataset, existing))
-    sql_client.execute_many(statements)
-
-
-def _existing_tables(sql_client: Any) -> set[str]:
-    dataset = sql_client.dataset_name
-    rows = sql_client.execute_sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
-        " AND table_type = 'BASE TABLE'",
-        dataset,
-    )
-    return {row[0] for row in rows or []}
-
-
-def _empty_relation(spec: ColumnSpec, dialect: str) -> str:
-    """A typed, empty stand-in for a table that does not exist yet."""
-    types = SQL_TYPES[dialect]
-    columns = ", ".join(f'CAST(NULL AS {types[t]}) AS "{name}"' for name, (t, _d) in spec.items())
-    return f"(SELECT {columns} WHERE 1 = 0)"
-
-
-def _postgres_extras(dataset: str, existing: set[str]) -> list[str]:
-    """`emails.id` as primary key, indexes for joins by `email_id`, descriptions as comments.
-
-    dlt declares no primary-key constraint (its staging copy may hold two versions of an
-    email), so the key is added once to the merged table, which never does.
-    """
-    statements = []
-    if "emails" in existing:
-        statements.append(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'p'"
-            f" AND conrelid = '{dataset}.emails'::regclass) THEN"
-            f" ALTER TABLE {dataset}.emails ADD PRIMARY KEY (id); END IF; END $$"
-        )
-    for key, (view, spec, description) in CHILD_TABLES.items():
-        table = f"emails__{key}"
-        if table in existing:
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {table}_email_id_idx ON {dataset}.{table} (email_id)"
-            )
-        statements.append(f"COMMENT ON VIEW {dataset}.{view} IS {_quote(description)}")
-        for column, (_type, text) in spec.items():
-            statements.append(f'COMMENT ON COLUMN {dataset}.{view}."{column}" IS {_quote(text)}')
-    for view, (_sql, description, columns) in ANALYST_VIEWS.items():
-        statements.append(f"COMMENT ON VIEW {dataset}.{view} IS {_quote(description)}")
-        for column, (_type, text) in columns.items():
-            statements.append(f'COMMENT ON COLUMN {dataset}.{view}."{column}" IS {_quote(text)}')
-    if "emails" in existing:
-        statements.append(f"COMMENT ON TABLE {dataset}.emails IS {_quote(EMAILS_DESCRIPTION)}")
-        for column, (_type, text) in EMAIL_COLUMNS.items():
-            statements.append(f'COMMENT ON COLUMN {dataset}.emails."{column}" IS {_quote(text)}')
+        statements.append(_create_view(table(view), sql, dialect, relations))
     return statements
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _create_view(
+    name: exp.Expression, sql: str, dialect: str, relations: dict[str, exp.Expression]
+) -> str:
+    query = render(sql, dialect, relations)
+    return exp.Create(this=name, kind="VIEW", expression=query).sql(dialect)
