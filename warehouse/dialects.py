@@ -56,7 +56,8 @@ def _rewrite(node: exp.Expression, dialect: str, tables: dict[str, exp.Expressio
             relation.set("alias", alias)
         return relation
     if isinstance(node, exp.Anonymous) and node.name.upper() == "ELAPSED":
-        return elapsed(*node.expressions, dialect=dialect)
+        start, end = node.expressions
+        return elapsed(start, end, dialect)
     if isinstance(node, exp.AtTimeZone) and dialect in UTC_WITHOUT_ZONE:
         return node.this
     return node

@@ -188,7 +188,9 @@ def view_statements(dataset: str, existing: set[str], dialect: str) -> list[str]
     for key, (view, _description) in CHILD_VIEWS.items():
         select = exp.select(*(exp.column(name, quoted=True) for name in CHILD_COLUMNS[key]))
         relations = {"c": source(f"emails__{key}", CHILD_COLUMNS[key])}
-        statements.append(_create_view(table(view), select.from_("c").sql("postgres"), dialect, relations))
+        statements.append(
+            _create_view(table(view), select.from_("c").sql("postgres"), dialect, relations)
+        )
     relations = {"emails": source("emails", EMAIL_COLUMNS), "opens": table("email_opens")}
     for view, (sql, _description, _columns) in ANALYST_VIEWS.items():
         statements.append(_create_view(table(view), sql, dialect, relations))

@@ -8,8 +8,8 @@ import pytest
 
 from close_emulator import EmulatorServer
 from sources.close.columns import EMAIL_COLUMNS
-from sources.close.views import ANALYST_VIEWS
 from tests.conftest import DESTINATIONS
+from warehouse import ANALYST_VIEWS
 
 from .test_docs import CONTRACT_COLUMNS, CONTRACT_TYPES
 from .utils import query, sync
