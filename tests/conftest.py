@@ -11,6 +11,8 @@ from close_emulator import Emulator, EmulatorConfig, EmulatorServer
 POSTGRES_DSN = os.environ.get(
     "CLOSE_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 )
+# MariaDB / MySQL through dlt's sqlalchemy destination; a dataset is a database there
+MARIADB_URL = os.environ.get("CLOSE_TEST_MARIADB", "mysql+pymysql://root:@127.0.0.1:3306")
 TEST_API_KEY = "api_test_key_DO_NOT_LEAK_4f2c9e"
 
 
@@ -25,13 +27,33 @@ def postgres_unavailable_reason() -> str | None:
     return None
 
 
+def mariadb_unavailable_reason() -> str | None:
+    """None when the test MariaDB answers, else why not."""
+    try:
+        import sqlalchemy
+
+        sqlalchemy.create_engine(MARIADB_URL, connect_args={"connect_timeout": 3}).connect().close()
+    except Exception as exc:  # any failure to connect (or no driver) means: no MariaDB here
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"MariaDB at {MARIADB_URL.split('@')[-1]} is unreachable: {first_line}"
+    return None
+
+
 _PG_REASON = postgres_unavailable_reason()
 if _PG_REASON and os.environ.get("CI", "").lower() == "true":
     raise pytest.UsageError(f"CI=true needs PostgreSQL: {_PG_REASON}")
+_MARIADB_REASON = mariadb_unavailable_reason()
+if _MARIADB_REASON and os.environ.get("CI", "").lower() == "true":
+    raise pytest.UsageError(f"CI=true needs MariaDB: {_MARIADB_REASON}")
 
 DESTINATIONS = [
     "duckdb",
     pytest.param("postgres", marks=pytest.mark.skipif(bool(_PG_REASON), reason=_PG_REASON or "")),
+    pytest.param(
+        "sqlalchemy",
+        marks=pytest.mark.skipif(bool(_MARIADB_REASON), reason=_MARIADB_REASON or ""),
+        id="mariadb",
+    ),
 ]
 
 
@@ -70,9 +92,10 @@ def sync_env(
         "DLT_DATA_DIR": str(tmp_path) + "/dlt",
         "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path) + "/warehouse.duckdb",
         "DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_DSN,
+        "DESTINATION__SQLALCHEMY__CREDENTIALS": f"{MARIADB_URL}/mysql",
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         "DESTINATION": destination,
-        "DATASET": f"close_{suffix}" if destination == "postgres" else "close",
+        "DATASET": "close" if destination == "duckdb" else f"close_{suffix}",
         "PIPELINE_NAME": f"close_test_{suffix}",
     }
     for key, value in env.items():
@@ -85,3 +108,9 @@ def sync_env(
         with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
             cur.execute(f'DROP SCHEMA IF EXISTS "{env["DATASET"]}" CASCADE')
             cur.execute(f'DROP SCHEMA IF EXISTS "{env["DATASET"]}_staging" CASCADE')
+    if destination == "sqlalchemy":
+        import sqlalchemy
+
+        with sqlalchemy.create_engine(MARIADB_URL).begin() as conn:
+            for database in (env["DATASET"], f"{env['DATASET']}_staging"):
+                conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{database}`"))

@@ -4,7 +4,8 @@ The views are written in PostgreSQL's dialect (`views.py`) and transpiled by sql
 sqlglot cannot know is the contract's meaning, so three constructs are rewritten here:
 
 - `ELAPSED(a, b)`, the time from `a` to `b`: an interval where the engine has one, else
-  whole seconds (`TIMESTAMPDIFF`/`DATEDIFF`), the README's documented substitute;
+  seconds as a double, to the microsecond (`TIMESTAMPDIFF`/`DATEDIFF_BIG`), the README's
+  documented substitute;
 - `AT TIME ZONE 'UTC'` on MySQL/MariaDB, which stores timestamps as UTC `DATETIME`s already
   (sqlglot would drop it with a warning);
 - the typed, empty stand-in of a table not created yet: a `CAST(NULL AS <type>)` per column,
@@ -16,7 +17,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-# Engines without an interval type: `time_to_first_reply` is whole seconds there.
+# Engines without an interval type: `time_to_first_reply` is seconds (a double) there.
 NO_INTERVAL = {"mysql", "tsql", "snowflake", "sqlite", "clickhouse"}
 # Engines whose timestamps have no time zone and hold UTC (dlt writes UTC into them).
 UTC_WITHOUT_ZONE = {"mysql", "sqlite"}
@@ -70,8 +71,11 @@ def elapsed(start: exp.Expression, end: exp.Expression, dialect: str) -> exp.Exp
     in the session's time zone (calendar days), so a DST change in between would add or
     drop an hour.
     """
-    if dialect in NO_INTERVAL:
-        return exp.TimestampDiff(this=end, expression=start, unit=exp.var("SECOND"))
+    if dialect in NO_INTERVAL:  # seconds, to the microsecond as the timestamps are
+        micros = exp.TimestampDiff(this=end, expression=start, unit=exp.var("MICROSECOND"))
+        return exp.Div(
+            this=exp.cast(micros, exp.DataType.Type.DOUBLE), expression=exp.Literal.number(1e6)
+        )
     utc = exp.Literal.string("UTC")
     return exp.Sub(
         this=exp.paren(exp.AtTimeZone(this=end, zone=utc)),

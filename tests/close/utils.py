@@ -59,8 +59,23 @@ def query(sql: str) -> list[dict[str, Any]]:
     )
     with pipeline.sql_client() as client:
         with client.execute_query(sql.format(ds=client.fully_qualified_dataset_name())) as cur:
-            names = [c[0] for c in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return rows_of(cur)
+
+
+def rows_of(cursor: Any) -> list[dict[str, Any]]:
+    """A dlt cursor's rows as dicts; naive timestamps (MySQL/MariaDB's, which hold UTC,
+    as the README says) as aware UTC ones, so that rows compare equal on every engine."""
+    names = list(cursor.columns_schema)
+    return [
+        {name: _aware(value) for name, value in zip(names, row, strict=True)}
+        for row in cursor.fetchall()
+    ]
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def ts(value: str | None) -> datetime | None:
