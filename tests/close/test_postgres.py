@@ -1,5 +1,6 @@
-"""PostgreSQL specifics: contract types in information_schema, comments, indexes; and the
-same tables and views, with the same columns and compatible types, on DuckDB and PostgreSQL."""
+"""PostgreSQL and MariaDB specifics: contract types in information_schema, keys, comments,
+indexes; and the same tables and views, with the same columns and compatible types (or the
+README's substitutes), on DuckDB, PostgreSQL and MariaDB."""
 
 import os
 import uuid
@@ -9,13 +10,18 @@ import pytest
 from close_emulator import EmulatorServer
 from sources.close.columns import EMAIL_COLUMNS
 from tests.conftest import DESTINATIONS
-from warehouse import ANALYST_VIEWS
+from warehouse import ANALYST_VIEWS, EMAILS_DESCRIPTION
 
 from .test_docs import CONTRACT_COLUMNS, CONTRACT_TYPES
 from .utils import query, sync
 
-POSTGRES_ONLY = [p for p in DESTINATIONS if getattr(p, "values", (p,))[0] == "postgres"]
-pytestmark = pytest.mark.parametrize("destination", POSTGRES_ONLY, indirect=True)
+
+def destinations(*names: str) -> list:  # type: ignore[type-arg]
+    """The conftest's destination parameters (with their skip marks) named `names`."""
+    return [p for p in DESTINATIONS if getattr(p, "values", (p,))[0] in names]
+
+
+POSTGRES_ONLY = destinations("postgres")
 
 # information_schema data types, DuckDB's and PostgreSQL's, as one family each
 TYPE_FAMILIES = {
@@ -31,6 +37,24 @@ TYPE_FAMILIES = {
     "timestamp with time zone": "timestamptz",
     "json": "json",
     "jsonb": "json",
+}
+# MariaDB's, with the README's substitutes: UTC DATETIMEs, TINYINT booleans, seconds for
+# intervals; json is LONGTEXT there, as are long texts, so both count as text
+MARIADB_TYPE_FAMILIES = {
+    "varchar": "text",
+    "text": "text",
+    "longtext": "text",
+    "mediumtext": "text",
+    "bigint": "bigint",
+    "int": "bigint",
+    "tinyint": "boolean",
+    "double": "double",
+    "date": "date",
+    "datetime": "timestamptz",
+}
+SUBSTITUTED = {
+    ("email_threads", "replied"): "bigint",
+    ("email_threads", "time_to_first_reply"): "double",
 }
 
 
@@ -68,6 +92,7 @@ def schema_columns() -> dict[str, dict[str, str]]:
     return found
 
 
+@pytest.mark.parametrize("destination", POSTGRES_ONLY, indirect=True)
 def test_contract_types_comments_and_indexes(close: EmulatorServer) -> None:
     sync(close.base_url)
     emulator = close.emulator
@@ -126,12 +151,14 @@ def test_contract_types_comments_and_indexes(close: EmulatorServer) -> None:
     assert nested <= indexed, nested - indexed
 
 
-def test_duckdb_and_postgres_have_the_same_columns(
+@pytest.mark.parametrize("destination", destinations("postgres", "sqlalchemy"), indirect=True)
+def test_every_destination_has_the_same_columns_as_duckdb(
     close: EmulatorServer,
     monkeypatch: pytest.MonkeyPatch,
+    destination: str,
 ) -> None:
     sync(close.base_url)
-    on_postgres = schema_columns()
+    on_server = schema_columns()
 
     monkeypatch.setenv("DESTINATION", "duckdb")
     monkeypatch.setenv("DATASET", "close")
@@ -139,14 +166,48 @@ def test_duckdb_and_postgres_have_the_same_columns(
     sync(close.base_url)
     on_duckdb = schema_columns()
 
-    assert set(on_postgres) == set(on_duckdb) == set(CONTRACT_COLUMNS)
+    assert set(on_server) == set(on_duckdb) == set(CONTRACT_COLUMNS)
+    mariadb = destination == "sqlalchemy"
     for table in CONTRACT_COLUMNS:
-        pg, duck = on_postgres[table], on_duckdb[table]
-        assert set(pg) == set(duck), (table, set(pg) ^ set(duck))
-        families = {
-            column: (TYPE_FAMILIES.get(pg[column], pg[column]),
-                     TYPE_FAMILIES.get(duck[column], duck[column]))
-            for column in pg
-        }  # fmt: skip
+        server, duck = on_server[table], on_duckdb[table]
+        assert set(server) == set(duck), (table, set(server) ^ set(duck))
+        families = {}
+        for column in server:
+            expected = TYPE_FAMILIES.get(duck[column], duck[column])
+            if mariadb:
+                got = MARIADB_TYPE_FAMILIES.get(server[column], server[column])
+                expected = SUBSTITUTED.get((table, column), expected)
+                expected = "text" if expected == "json" else expected
+            else:
+                got = TYPE_FAMILIES.get(server[column], server[column])
+            families[column] = (got, expected)
         different = {column: pair for column, pair in families.items() if pair[0] != pair[1]}
         assert not different, (table, different)
+
+
+@pytest.mark.parametrize("destination", destinations("sqlalchemy"), indirect=True)
+def test_mariadb_keys_and_indexes(close: EmulatorServer) -> None:
+    sync(close.base_url)
+    sync(close.base_url)  # a second refresh finds its indexes there and keeps them
+    indexes = query(
+        "SELECT table_name, index_name, column_name, non_unique, sub_part"
+        " FROM information_schema.statistics"
+        f" WHERE table_schema = '{os.environ['DATASET']}'"
+    )
+    by_table = {(r["table_name"], r["column_name"]): r for r in indexes}
+    key = by_table[("emails", "id")]
+    assert (key["non_unique"], key["sub_part"]) == (0, 64)
+    tables = {
+        r["table_name"]
+        for r in query(
+            "SELECT table_name FROM information_schema.tables"
+            f" WHERE table_schema = '{os.environ['DATASET']}' AND table_name LIKE 'emails\\_\\_%'"
+        )
+    }
+    assert "emails__recipients" in tables
+    assert {t for t in tables if (t, "email_id") in by_table} == tables
+    comment = query(
+        "SELECT table_comment FROM information_schema.tables"
+        f" WHERE table_schema = '{os.environ['DATASET']}' AND table_name = 'emails'"
+    )
+    assert comment == [{"table_comment": EMAILS_DESCRIPTION}]
