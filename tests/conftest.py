@@ -49,6 +49,11 @@ if _MARIADB_REASON and os.environ.get("CI", "").lower() == "true":
 DESTINATIONS = [
     "duckdb",
     pytest.param("postgres", marks=pytest.mark.skipif(bool(_PG_REASON), reason=_PG_REASON or "")),
+]
+# The integration suite (truth, updates, deletions, views) also runs on MariaDB through dlt's
+# sqlalchemy destination; a module opts in with `from tests.destinations import every_destination`.
+EVERY_DESTINATION = [
+    *DESTINATIONS,
     pytest.param(
         "sqlalchemy",
         marks=pytest.mark.skipif(bool(_MARIADB_REASON), reason=_MARIADB_REASON or ""),

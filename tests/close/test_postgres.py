@@ -9,7 +9,7 @@ import pytest
 
 from close_emulator import EmulatorServer
 from sources.close.columns import EMAIL_COLUMNS
-from tests.conftest import DESTINATIONS
+from tests.conftest import EVERY_DESTINATION
 from warehouse import ANALYST_VIEWS, EMAILS_DESCRIPTION
 
 from .test_docs import CONTRACT_COLUMNS, CONTRACT_TYPES
@@ -18,7 +18,7 @@ from .utils import query, sync
 
 def destinations(*names: str) -> list:  # type: ignore[type-arg]
     """The conftest's destination parameters (with their skip marks) named `names`."""
-    return [p for p in DESTINATIONS if getattr(p, "values", (p,))[0] in names]
+    return [p for p in EVERY_DESTINATION if getattr(p, "values", (p,))[0] in names]
 
 
 POSTGRES_ONLY = destinations("postgres")

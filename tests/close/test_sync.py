@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from close_emulator import EmulatorServer
+from tests.destinations import every_destination  # noqa: F401  (DuckDB, PostgreSQL, MariaDB)
 
 from .utils import CHILD_VIEWS, assert_warehouse_equals, query, run_cli, sync
 
