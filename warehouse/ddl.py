@@ -17,12 +17,22 @@ from .views import ANALYST_VIEWS, CHILD_VIEWS, EMAILS_DESCRIPTION
 INDEX_PREFIX = 64  # characters of a TEXT key MySQL indexes (ids are about 40)
 
 
-def extras(dialect: str, dataset: str, existing: set[str]) -> list[str]:
-    """Key, index and comment statements for `dataset` in `dialect` (quoted identifiers)."""
+def extras(
+    dialect: str, dataset: str, existing: set[str], staging: tuple[str, set[str]] | None = None
+) -> list[str]:
+    """Key, index and comment statements for `dataset` in `dialect` (quoted identifiers).
+
+    Args:
+        staging: the staging dataset dlt merges from and its tables; MySQL/MariaDB index
+            them too (see `_mysql_staging`).
+    """
     if dialect == "postgres":
         return _postgres(f'"{dataset}"', existing)
     if dialect == "mysql":
-        return _mysql(f"`{dataset}`", existing)
+        statements = _mysql(f"`{dataset}`", existing)
+        if staging:
+            statements += _mysql_staging(f"`{staging[0]}`", staging[1])
+        return statements
     return []
 
 
@@ -73,6 +83,22 @@ def _mysql(dataset: str, existing: set[str]) -> list[str]:
                 f" (email_id({INDEX_PREFIX}))"
             )
     return statements
+
+
+def _mysql_staging(dataset: str, existing: set[str]) -> list[str]:
+    """Indexes on the merge keys of dlt's staging tables, which dlt keeps between loads.
+
+    dlt's merge deletes the rows being replaced with a correlated `EXISTS` on the staging
+    table; MariaDB runs it once per stored row, so without an index a load's merge grew with
+    the table (1,500 emails in 4 chunks: 2, 4, 8 s per chunk load).
+    """
+    keys = {"emails": "id", **{f"emails__{key}": "email_id" for key in CHILD_VIEWS}}
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table}_{column}_idx ON {dataset}.{table}"
+        f" ({column}({INDEX_PREFIX}))"
+        for table, column in keys.items()
+        if table in existing
+    ]
 
 
 def _quote(text: str) -> str:

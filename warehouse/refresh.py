@@ -14,9 +14,13 @@ def refresh_views(sql_client: Any) -> None:
         sql_client: an open dlt sql client of the pipeline's destination and dataset.
     """
     dialect = sql_dialect(sql_client)
-    existing = existing_tables(sql_client)
+    existing = existing_tables(sql_client, sql_client.dataset_name)
+    staging = None
+    if dialect == "mysql":
+        name = sql_client.staging_dataset_name
+        staging = (name, existing_tables(sql_client, name))
     statements = view_statements(sql_client.dataset_name, existing, dialect)
-    statements += extras(dialect, sql_client.dataset_name, existing)
+    statements += extras(dialect, sql_client.dataset_name, existing, staging)
     if sql_client.capabilities.supports_multiple_statements:
         sql_client.execute_many(statements)  # one round trip, one transaction
     else:
@@ -25,12 +29,12 @@ def refresh_views(sql_client: Any) -> None:
                 sql_client.execute_sql(statement)
 
 
-def existing_tables(sql_client: Any) -> set[str]:
-    """Base tables of the client's dataset (`information_schema`, which every engine tested
-    live has; on MySQL/MariaDB a dataset is a database, its `table_schema`)."""
+def existing_tables(sql_client: Any, dataset: str) -> set[str]:
+    """Base tables of `dataset` (`information_schema`, which every engine tested live has;
+    on MySQL/MariaDB a dataset is a database, its `table_schema`)."""
     rows = sql_client.execute_sql(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
         " AND table_type = 'BASE TABLE'",
-        sql_client.dataset_name,
+        dataset,
     )
     return {row[0] for row in rows or []}

@@ -211,3 +211,9 @@ def test_mariadb_keys_and_indexes(close: EmulatorServer) -> None:
         f" WHERE table_schema = '{os.environ['DATASET']}' AND table_name = 'emails'"
     )
     assert comment == [{"table_comment": EMAILS_DESCRIPTION}]
+    # dlt's staging tables, kept between loads, are indexed on their merge keys
+    staged = query(
+        "SELECT table_name, column_name FROM information_schema.statistics"
+        f" WHERE table_schema = '{os.environ['DATASET']}_staging'"
+    )
+    assert ("emails", "id") in {(r["table_name"], r["column_name"]) for r in staged}
