@@ -143,8 +143,13 @@ def test_results_are_identical_for_any_concurrency(
     sync_env,
     monkeypatch,
     concurrency: int,  # noqa: ANN001
+    destination: str,
 ) -> None:
     """Split spans, chunks and workers change the requests, never the data."""
+    if destination == "sqlalchemy" and concurrency != 8:
+        # the workers change requests, not what reaches the destination: the other
+        # concurrencies are checked on DuckDB and PostgreSQL (keeps MariaDB's cost down)
+        pytest.skip("MariaDB: chunked loads checked at the default concurrency 8 only")
     close = make_emulator(emails=1500, seed=31)
     monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", str(concurrency))
     monkeypatch.setenv("SOURCES__CLOSE__CHUNK_EMAILS", "400")  # several chunk loads
