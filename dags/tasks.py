@@ -1,0 +1,83 @@
+"""What the Airflow tasks run: the product's own `run_sync` and `run_backfill`, on a worker.
+
+A worker's local dlt folder is temporary (`PipelineTasksGroup` gives every task process a
+fresh one), so each task starts from the state in the destination: it drops whatever a
+previous attempt left locally, restores the state the last loaded chunk committed, and runs
+the runner, which then walks only what is not loaded yet. The folder is wiped afterwards.
+Nothing here imports Airflow, so the same calls run (and are tested) without it.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import dlt
+
+from pipelines.runner import describe_failure, make_pipeline, run_backfill, run_sync
+from sources.close.timestamps import parse_timestamp
+
+
+class RunFailed(Exception):
+    """An expected failure (bad key, Close or destination unreachable): one line, no secret."""
+
+
+@contextmanager
+def fresh_pipeline(
+    pipeline_name: str, destination: str, dataset: str, wipe_local_data: bool = True
+) -> Iterator[dlt.Pipeline]:
+    """Yields the pipeline with its state as last loaded into the destination.
+
+    Local leftovers of an earlier attempt (state, unloaded packages) are dropped first: the
+    destination's state is the one committed with loaded data, and the runner resumes from
+    it. With `wipe_local_data` the local folder is removed again afterwards, also on failure.
+    """
+    pipeline = make_pipeline(pipeline_name, destination, dataset).drop()
+    try:
+        pipeline.sync_destination()
+        yield pipeline
+    except Exception as exc:  # as the command line does: say expected failures in one line
+        message = describe_failure(exc)
+        if message is None:
+            raise
+        raise RunFailed(message) from None
+    finally:
+        if wipe_local_data:
+            pipeline._wipe_working_folder()  # what PipelineTasksGroup does after its runs
+
+
+def sync_task(
+    pipeline_name: str, destination: str, dataset: str, wipe_local_data: bool = True
+) -> dict[str, Any]:
+    """Runs the nightly `sync` once; returns its run summary."""
+    with fresh_pipeline(pipeline_name, destination, dataset, wipe_local_data) as pipeline:
+        return run_sync(pipeline)
+
+
+def backfill_task(
+    start: str,
+    end: str,
+    pipeline_name: str,
+    staging_layout: str,
+    destination: str,
+    dataset: str,
+    wipe_local_data: bool = True,
+) -> dict[str, Any]:
+    """Backfills one partition `[start, end)` (ISO strings); returns its run summary.
+
+    The partition loads through a staging dataset of its own (`staging_layout`, dlt's
+    `staging_dataset_name_layout`), set for this run only, so partitions loading into the
+    same dataset at once never touch each other's staged rows.
+    """
+    lo, hi = _moment(start), _moment(end)
+    layout = {"destination.staging_dataset_name_layout": staging_layout}
+    with dlt.config.values(layout):
+        with fresh_pipeline(pipeline_name, destination, dataset, wipe_local_data) as pipeline:
+            return run_backfill(pipeline, lo, hi)
+
+
+def _moment(value: str) -> datetime:
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    return parsed
