@@ -131,7 +131,14 @@ def build_backfill_dag(dag_id: str = "close_emails_backfill") -> DAG:
             def backfill(partition: dict[str, str]) -> dict[str, Any]:
                 """The run summary of one partition's backfill."""
                 p = get_current_context()["params"]
-                return backfill_task(**partition, destination=p["destination"], dataset=p["dataset"])
+                return backfill_task(
+                    partition["start"],
+                    partition["end"],
+                    partition["pipeline_name"],
+                    partition["staging_layout"],
+                    destination=p["destination"],
+                    dataset=p["dataset"],
+                )
 
             backfill.expand(partition=plan())
     return dag

@@ -81,7 +81,9 @@ def test_nightly_dag_then_a_two_partition_backfill_end_at_close(
     now = emulator.clock.now()
     start, end = now - timedelta(days=300), now - timedelta(days=100)
     middle = start + (end - start) / 2
-    halves = [_with_activity(emulator.all_emails(), lo, hi) for lo, hi in ((start, middle), (middle, end))]
+    halves = [
+        _with_activity(emulator.all_emails(), lo, hi) for lo, hi in ((start, middle), (middle, end))
+    ]
     assert all(len(half) > 10 for half in halves)
     for half in halves:  # in each partition: rows the warehouse lost, emails Close deleted
         execute(f"DELETE FROM {{ds}}.emails WHERE id IN ('{half[0]['id']}', '{half[1]['id']}')")
@@ -107,7 +109,9 @@ def test_nightly_dag_then_a_two_partition_backfill_end_at_close(
         (middle, end),
     }
     # two pipelines with their own state, two staging datasets: nothing shared but the tables
-    names = {r["pipeline_name"] for r in query("SELECT pipeline_name FROM {ds}._dlt_pipeline_state")}
+    names = {
+        r["pipeline_name"] for r in query("SELECT pipeline_name FROM {ds}._dlt_pipeline_state")
+    }
     backfills = {n for n in names if n.startswith(f"{os.environ['PIPELINE_NAME']}_backfill_")}
     assert len(backfills) == 2
     staging = {
@@ -122,5 +126,9 @@ def test_nightly_dag_then_a_two_partition_backfill_end_at_close(
 
 def _with_activity(emails: list[dict], lo: datetime, hi: datetime) -> list[dict]:
     """The emails whose activity_at lies in [lo, hi), oldest first."""
-    found = [e for e in emails if e["activity_at"] and lo <= datetime.fromisoformat(e["activity_at"]) < hi]
+    found = [
+        e
+        for e in emails
+        if e["activity_at"] and lo <= datetime.fromisoformat(e["activity_at"]) < hi
+    ]
     return sorted(found, key=lambda e: e["activity_at"])
