@@ -67,11 +67,17 @@ def backfill_task(
 
     The partition loads through a staging dataset of its own (`staging_layout`, dlt's
     `staging_dataset_name_layout`), set for this run only, so partitions loading into the
-    same dataset at once never touch each other's staged rows.
+    same dataset at once never touch each other's staged rows. Where the destination loads
+    through a staging bucket (BigQuery, Snowflake, ...), the bucket's tables are not
+    truncated before a load, as PipelineTasksGroup does for its parallel runs: another
+    partition may still be loading files from them.
     """
     lo, hi = _moment(start), _moment(end)
-    layout = {"destination.staging_dataset_name_layout": staging_layout}
-    with dlt.config.values(layout):
+    run_config = {
+        "destination.staging_dataset_name_layout": staging_layout,
+        "destination.truncate_tables_on_staging_destination_before_load": False,
+    }
+    with dlt.config.values(run_config):
         with fresh_pipeline(pipeline_name, destination, dataset, wipe_local_data) as pipeline:
             return run_backfill(pipeline, lo, hi)
 
