@@ -34,7 +34,6 @@ $(STAMP): pyproject.toml
 
 $(AIRFLOW_STAMP): pyproject.toml
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -e '.[airflow,dev]'
 	touch $(AIRFLOW_STAMP)
 

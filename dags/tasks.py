@@ -2,8 +2,9 @@
 
 A worker's local dlt folder is temporary (`PipelineTasksGroup` gives every task process a
 fresh one), so each task starts from the state in the destination: it drops whatever a
-previous attempt left locally, restores the state the last loaded chunk committed, and runs
-the runner, which then walks only what is not loaded yet. The folder is wiped afterwards.
+previous attempt left locally and runs the runner, whose first load restores the state the
+last loaded chunk committed, so it walks only what is not loaded yet. The folder is wiped
+afterwards.
 Nothing here imports Airflow, so the same calls run (and are tested) without it.
 """
 
@@ -26,15 +27,18 @@ class RunFailed(Exception):
 def fresh_pipeline(
     pipeline_name: str, destination: str, dataset: str, wipe_local_data: bool = True
 ) -> Iterator[dlt.Pipeline]:
-    """Yields the pipeline with its state as last loaded into the destination.
+    """Yields the pipeline without local state, as PipelineTasksGroup's own runs do.
 
     Local leftovers of an earlier attempt (state, unloaded packages) are dropped first: the
-    destination's state is the one committed with loaded data, and the runner resumes from
-    it. With `wipe_local_data` the local folder is removed again afterwards, also on failure.
+    destination's state is the one committed with loaded data, and the first `pipeline.run`
+    restores it (dlt's `restore_from_destination`) before anything is extracted, so the
+    runner resumes from it. Nothing is restored earlier, so that a run failing its checks
+    (a bad key) has not even connected to the destination. The runner's `backfill.resumed`
+    is read before that first load and so says False on a fresh worker. With
+    `wipe_local_data` the local folder is removed afterwards, also on failure.
     """
     pipeline = make_pipeline(pipeline_name, destination, dataset).drop()
     try:
-        pipeline.sync_destination()
         yield pipeline
     except Exception as exc:  # as the command line does: say expected failures in one line
         message = describe_failure(exc)
