@@ -29,7 +29,7 @@ if not HAS_AIRFLOW and os.environ.get("CI", "").lower() == "true":
     if not (REPO / ".venv-airflow" / "bin" / "python").exists():
         raise pytest.UsageError(f"CI=true needs the Airflow DAG tests: {AIRFLOW_REASON}")
 
-_HOME = tempfile.mkdtemp(prefix="airflow_home_")
+_HOME = tempfile.mkdtemp(prefix="airflow_home_") if HAS_AIRFLOW else ""
 if HAS_AIRFLOW:
     os.environ.update(
         {
