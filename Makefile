@@ -5,15 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Airflow (the `airflow` extra) lives in a venv of its own, so its pins never move the dev
+# venv's; `make test` also runs the DAG tests there once it exists (`make airflow-venv`)
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DESTINATION ?= duckdb
 EMAILS ?= 20000
 
-.PHONY: help venv test demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
+.PHONY: help venv airflow-venv test test-airflow demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
 
 help:
 	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
 	@echo "make test        run the whole test suite"
 	@echo "make lint        ruff check, format check and mypy"
+	@echo "make airflow-venv .venv-airflow with the airflow extra; make test then runs the DAG tests too"
 	@echo "make bench       the sync benchmark: one table, six scenarios (BENCH_ARGS='--only storm' etc.)"
 	@echo "make bench-quick the same on small datasets (a smoke run)"
 	@echo "make peers-check Airbyte's and Singer's Close connectors against the emulator"
@@ -27,8 +32,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(AIRFLOW_STAMP): pyproject.toml
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -e '.[airflow,dev]'
+	touch $(AIRFLOW_STAMP)
+
+airflow-venv: $(AIRFLOW_STAMP)
+
 test: $(STAMP)
 	$(PY) -m pytest
+	if [ -x $(AIRFLOW_VENV)/bin/python ]; then $(MAKE) --no-print-directory test-airflow; fi
+
+# the DAG tests (tests/dags) in the Airflow venv: DagBag import and dag.test() runs
+test-airflow: $(AIRFLOW_STAMP)
+	$(AIRFLOW_VENV)/bin/python -m pytest tests/dags
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --destination $(DESTINATION) --emails $(EMAILS)
