@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import organizations
 from .runner import (
     describe_failure,
     make_pipeline,
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline-name",
         default=argparse.SUPPRESS,
         help="dlt pipeline name; keeps its own state (default: close_emails)",
+    )
+    common.add_argument(
+        "--organization",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="only this one of the organizations in sources.close.organizations",
     )
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.close_emails",
@@ -109,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.destination = getattr(args, "destination", "duckdb")
     args.dataset = getattr(args, "dataset", "close")
     args.pipeline_name = getattr(args, "pipeline_name", "close_emails")
+    args.organization = getattr(args, "organization", None)
     if args.command == "backfill" and args.end <= args.start:
         parser.error("--end must be after --start")
     _find_project_dir()
@@ -118,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
+        orgs = organizations.select(organizations.configured(), args.organization)
+        if orgs:
+            return _run_organizations(args, orgs, started)
         pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
         if args.command == "status":
             report = status_report(pipeline)
@@ -137,6 +148,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary["duration_s"] = round(time.monotonic() - started, 2)
     print(_key_values(summary))
     return 0
+
+
+def _run_organizations(
+    args: argparse.Namespace, orgs: list[organizations.Organization], started: float
+) -> int:
+    """Every configured organization (or `--organization`'s): exit 1 if any failed."""
+    report, errors = organizations.run_command(args, orgs)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if args.command != "status":
+        report["duration_s"] = round(time.monotonic() - started, 2)
+    as_json = getattr(args, "json", False)
+    print(json.dumps(report, indent=2, default=str) if as_json else _key_values(report))
+    return 1 if errors else 0
 
 
 def _key_values(report: dict[str, Any], prefix: str = "") -> str:
