@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reports import DEFAULT_OUTPUT, ReportError, write_report
+
 from . import organizations
 from .runner import (
     describe_failure,
@@ -29,7 +31,7 @@ from .runner import (
     status_report,
 )
 
-COMMANDS = ("sync", "backfill", "status")
+COMMANDS = ("sync", "backfill", "status", "report")
 
 
 def parse_date(value: str) -> datetime:
@@ -107,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="cursors, last successful run and rows per table (no API call)",
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of key: value")
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write one self-contained HTML page from the warehouse (no API call)",
+        description="Freshness and last runs, rows per table over time, daily email volume,"
+        " reply rate by sequence, threads waiting for a reply. Needs no API key.",
+    )
+    report.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help=f"file to write (default: {DEFAULT_OUTPUT})"
+    )
     return parser
 
 
@@ -125,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     started = time.monotonic()
+    if args.command == "report":
+        return _report(args)
     try:
         orgs = organizations.select(organizations.configured(), args.organization)
         if orgs:
@@ -147,6 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     summary["duration_s"] = round(time.monotonic() - started, 2)
     print(_key_values(summary))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`report`: the dataset of every organization at once, so no organization applies."""
+    try:
+        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
+        path = write_report(pipeline, args.output)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # destination unreachable and the like: one line
+        message = describe_failure(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(f"report: {path.resolve()}")
     return 0
 
 
