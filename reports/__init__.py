@@ -37,7 +37,9 @@ def write_report(pipeline: dlt.Pipeline, output: str | os.PathLike[str] = DEFAUL
     client = pipeline.destination_client()
     database = getattr(client.config.credentials, "database", None)
     if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
-        raise ReportError(f"no warehouse at {database}: run sync first (or set --dataset)")
+        raise ReportError(
+            f"no warehouse at {database}: run sync first, or set DESTINATION__DUCKDB__CREDENTIALS"
+        )
     with pipeline.sql_client() as sql:
         if not sql.has_dataset():
             raise ReportError(f"dataset {pipeline.dataset_name} does not exist: run sync first")

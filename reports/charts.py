@@ -38,7 +38,7 @@ def bar_chart(
                 f' data-label="{escape(label)}" data-value="{value}">'
                 f"<title>{escape(label)} · {escape(key)}: {fmt(value)}</title></rect>"
             )
-    every = max(1, len(labels) // 12)  # at most about 12 labels on the axis
+    every = max(1, len(labels) // 8)  # at most about 8 labels on the axis
     ticks = [
         f'<text x="{LEFT + (i + 0.5) * group_w:.1f}" y="{HEIGHT - BOTTOM + 16}"'
         f' text-anchor="middle">{escape(_short(label))}</text>'
@@ -96,12 +96,14 @@ def _svg(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}" class="grid"/>'
             f'<text x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end">{fmt(top * fraction)}</text>'
         )
-    legend = [
-        f'<rect x="{LEFT + 150 * i}" y="{HEIGHT - 14}" width="10" height="10"'
-        f' fill="{COLORS[i % len(COLORS)]}"/>'
-        f'<text x="{LEFT + 150 * i + 14}" y="{HEIGHT - 5}">{escape(key)}</text>'
-        for i, key in enumerate(keys)
-    ]
+    legend, lx = [], float(LEFT)
+    for i, key in enumerate(keys):
+        legend.append(
+            f'<rect x="{lx:.0f}" y="{HEIGHT - 14}" width="10" height="10"'
+            f' fill="{COLORS[i % len(COLORS)]}"/>'
+            f'<text x="{lx + 14:.0f}" y="{HEIGHT - 5}">{escape(key)}</text>'
+        )
+        lx += 30 + 6.5 * len(key)  # about the width of 11px text
     return (
         f'<svg class="chart" data-chart="{escape(name)}" viewBox="0 0 {WIDTH} {HEIGHT}"'
         f' width="{WIDTH}" height="{HEIGHT}" data-max="{top}" data-plot-height="{plot_h}"'

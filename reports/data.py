@@ -116,12 +116,12 @@ def _rows_over_time(client: Any) -> dict[str, list[tuple[datetime, int]]]:
 
 
 def _waiting_threads(client: Any) -> list[dict[str, Any]]:
-    """Threads we wrote in that have no reply yet, the most recently started first."""
+    """Threads we wrote in (scheduled mail aside) with no reply yet, the latest first."""
     names = ("thread_id", "lead_id", "message_count", "first_outgoing_at", "last_activity_at")
     rows = _rows(
         client,
         f"SELECT {', '.join(names)} FROM {{email_threads}}"
-        " WHERE first_outgoing_at IS NOT NULL AND NOT replied"
+        " WHERE first_outgoing_at <= CURRENT_TIMESTAMP AND NOT replied"
         " ORDER BY first_outgoing_at DESC, thread_id LIMIT %s",
         TOP_THREADS,
     )

@@ -16,6 +16,7 @@ h1 { font-size: 22px; margin-bottom: 2px } h2 { font-size: 17px; margin: 28px 0 
 table { border-collapse: collapse; width: 100%; font-size: 13px }
 th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #e5e7eb }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums }
+td.id { font: 11px ui-monospace, monospace }
 svg.chart text { font-size: 11px; fill: #374151 } svg.chart .grid { stroke: #e5e7eb }
 """
 
@@ -135,7 +136,7 @@ def _waiting(data: ReportData) -> str:
         {**thread, "waiting": _age(data.generated_at - thread["first_outgoing_at"])}
         for thread in data.waiting_threads
     ]
-    columns = ("thread_id", "lead_id", "message_count", "first_outgoing_at", "waiting")
+    columns = ("thread_id", "message_count", "first_outgoing_at", "waiting")
     return (
         '<section id="waiting"><h2>Threads waiting for a reply</h2>'
         '<p class="muted">We wrote, no reply yet; the most recently started first.</p>'
@@ -152,7 +153,7 @@ def _table(
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="{"n" if c in numeric else ""}" data-column="{escape(c)}">'
+            f'<td class="{_cell_class(c, numeric)}" data-column="{escape(c)}">'
             f"{escape(_cell(row.get(c)))}</td>"
             for c in columns
         )
@@ -160,6 +161,12 @@ def _table(
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell_class(column: str, numeric: tuple[str, ...]) -> str:
+    if column in numeric:
+        return "n"
+    return "id" if column.endswith("_id") else ""
 
 
 def _cell(value: Any) -> str:
