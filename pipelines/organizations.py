@@ -75,11 +75,23 @@ class Organization:
 
 
 class OrganizationWarehouse(runner.SqlWarehouse):
-    """The warehouse lookups of one organization: only its own emails are visible."""
+    """The warehouse lookups of one organization: only its own emails are visible.
 
-    def __init__(self, pipeline: dlt.Pipeline, organization_id: str) -> None:
+    The organization's id is asked of Close (`/me/`) at the first lookup, that is after the
+    source has checked its options, so that a bad option still fails before any request.
+    """
+
+    def __init__(self, pipeline: dlt.Pipeline, org: Organization) -> None:
         super().__init__(pipeline)
-        self.organization_id = organization_id
+        self.org = org
+        self._organization_id: str | None = None
+
+    @property
+    def organization_id(self) -> str:
+        """The organization's id in Close (one `/me/` request the first time)."""
+        if self._organization_id is None:
+            self._organization_id = organization_id(self.org)
+        return self._organization_id
 
     def _query(self, sql: str, *params: Any) -> list[Any]:
         # `{emails}` comes before any other placeholder in every lookup (FROM before WHERE)
@@ -87,11 +99,6 @@ class OrganizationWarehouse(runner.SqlWarehouse):
             "{emails}", "(SELECT * FROM {emails} WHERE organization_id = %s) AS org_emails", 1
         )
         return super()._query(scoped, self.organization_id, *params)
-
-    def email_count(self) -> int:
-        """Rows of `emails` that belong to this organization."""
-        rows = self._query("SELECT COUNT(*) FROM {emails}")
-        return int(rows[0][0]) if rows else 0
 
 
 def own_counts(summary: dict[str, Any], before: int, after: int) -> dict[str, Any]:
@@ -219,7 +226,7 @@ def run_each(organizations: list[Organization], where: Target, job: Job) -> list
     def one(org: Organization) -> Outcome:
         try:
             pipeline = where.pipeline(org)
-            warehouse = OrganizationWarehouse(pipeline, organization_id(org))
+            warehouse = OrganizationWarehouse(pipeline, org)
             summary = job(pipeline, org, warehouse)
             return Outcome(org, summary={"organization_id": warehouse.organization_id, **summary})
         except Exception as exc:
@@ -262,13 +269,15 @@ def status_each(organizations: list[Organization], where: Target) -> dict[str, A
 
 
 def _emails_by_organization(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Rows of `emails` per `organization_id` in the shared dataset."""
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name("emails")
-        rows = client.execute_sql(
-            f"SELECT organization_id, COUNT(*) FROM {table} GROUP BY 1 ORDER BY 1"
-        )
-    return {str(org_id): int(n) for org_id, n in rows or []}
+    """Rows of `emails` per `organization_id` in the shared dataset (none before a load)."""
+    client = pipeline.destination_client()
+    database = getattr(client.config.credentials, "database", None)
+    if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
+        return {}  # no DuckDB file yet: do not create one (options are not checked yet)
+    rows = runner.SqlWarehouse(pipeline)._query(
+        "SELECT organization_id, COUNT(*) FROM {emails} GROUP BY organization_id"
+    )
+    return {str(org_id): int(n) for org_id, n in rows}
 
 
 def _share_duckdb_file(pipeline_name: str, destination: str) -> None:
@@ -314,14 +323,16 @@ def run_command(args: Any, organizations: list[Organization]) -> tuple[dict[str,
 
     def job(pipeline: dlt.Pipeline, org: Organization, lookups: OrganizationWarehouse) -> Any:
         options = org.source_options()
-        before = lookups.email_count()
+        before = _emails_by_organization(pipeline)  # no request to Close before the source's
         if args.command == "sync":
             summary = runner.run_sync(pipeline, include_bodies, args.reconcile, lookups, options)
         else:
             summary = runner.run_backfill(
                 pipeline, args.start, args.end, include_bodies, lookups, options
             )
-        return own_counts(summary, before, lookups.email_count())
+        after = _emails_by_organization(pipeline)
+        org_id = lookups.organization_id
+        return own_counts(summary, before.get(org_id, 0), after.get(org_id, 0))
 
     outcomes = run_each(organizations, where, job)
     bugs = [o.bug for o in outcomes if o.bug is not None]

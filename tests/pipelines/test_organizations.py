@@ -127,3 +127,20 @@ def test_organization_option_names_a_configured_one(
     assert two_orgs["acme"].emulator.request_log.counts()["total"] == 0
     code, out, _ = run_cli("status")
     assert code == 0 and out.count("no successful run yet") == 2, out
+
+
+def test_a_bad_source_option_fails_every_organization_before_any_request(
+    two_orgs: dict[str, EmulatorServer],
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", "0")
+    code, out, err = run_cli("sync")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error"] * 2, err
+    assert all("sources.close.concurrency" in line for line in lines), err
+    assert "organizations.failed: acme, globex" in out
+    for server in two_orgs.values():
+        assert server.emulator.request_log.counts()["total"] == 0
+    code, out, _ = run_cli("status")
+    assert code == 0 and out.count("no successful run yet") == 2, out
