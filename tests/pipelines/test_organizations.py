@@ -1,13 +1,18 @@
 """Several Close organizations in one dataset: two emulators, each its own organization."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from close_emulator import EmulatorServer
 from pipelines import organizations
 from sources.close.options import CloseOptionError
+from tests.close.test_crash import ROOT
 from tests.close.utils import assert_warehouse_equals, query, run_cli
 
 ACME_KEY = "api_acme_key_DO_NOT_LEAK_71c0"
@@ -144,3 +149,28 @@ def test_a_bad_source_option_fails_every_organization_before_any_request(
         assert server.emulator.request_log.counts()["total"] == 0
     code, out, _ = run_cli("status")
     assert code == 0 and out.count("no successful run yet") == 2, out
+
+
+@pytest.mark.parametrize("destination", ["duckdb"])  # about configuration, not the destination
+def test_organizations_from_secrets_toml_in_a_real_process(
+    two_orgs: dict[str, EmulatorServer], tmp_path: Path
+) -> None:
+    """The documented form, `[sources.close.organizations.<name>]` in .dlt/secrets.toml."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "secrets.toml").write_text(
+        f'[sources.close.organizations.acme]\napi_key = "{ACME_KEY}"\n'
+        f'base_url = "{two_orgs["acme"].base_url}"\n'
+        f'[sources.close.organizations.globex]\napi_key = "{GLOBEX_KEY}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SOURCES__CLOSE__ORGANIZATIONS"}
+    command = [sys.executable, "-m", "pipelines.close_emails", "sync", "--organization", "acme",
+               "--destination", env["DESTINATION"], "--dataset", env["DATASET"],
+               "--pipeline-name", env["PIPELINE_NAME"]]  # fmt: skip
+    done = subprocess.run(
+        command, env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "organizations.succeeded: acme" in done.stdout
+    assert ACME_KEY not in done.stdout + done.stderr
+    assert_warehouse_equals(two_orgs["acme"].emulator.all_emails())
