@@ -24,6 +24,9 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.destination.reference import Destination
 from dlt.common.exceptions import MissingDependencyException
 
+from reports import DEFAULT_OUTPUT, ReportError, write_report
+
+from . import organizations
 from .runner import (
     describe_failure,
     make_pipeline,
@@ -32,7 +35,7 @@ from .runner import (
     status_report,
 )
 
-COMMANDS = ("sync", "backfill", "status")
+COMMANDS = ("sync", "backfill", "status", "report")
 
 
 def parse_date(value: str) -> datetime:
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="dlt pipeline name; keeps its own state (default: close_emails)",
     )
+    common.add_argument(
+        "--organization",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="only this one of the organizations in sources.close.organizations",
+    )
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.close_emails",
         description="Keep a DuckDB or PostgreSQL dataset in step with Close email activities.",
@@ -123,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="cursors, last successful run and rows per table (no API call)",
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of key: value")
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write one self-contained HTML page from the warehouse (no API call)",
+        description="Freshness and last runs, rows per table over time, daily email volume,"
+        " reply rate by sequence, threads waiting for a reply. Needs no API key.",
+    )
+    report.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help=f"file to write (default: {DEFAULT_OUTPUT})"
+    )
     return parser
 
 
@@ -132,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.destination = getattr(args, "destination", "duckdb")
     args.dataset = getattr(args, "dataset", "close")
     args.pipeline_name = getattr(args, "pipeline_name", "close_emails")
+    args.organization = getattr(args, "organization", None)
     if args.command == "backfill" and args.end <= args.start:
         parser.error("--end must be after --start")
     _find_project_dir()
@@ -140,7 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     started = time.monotonic()
+    if args.command == "report":
+        return _report(args)
     try:
+        orgs = organizations.select(organizations.configured(), args.organization)
+        if orgs:
+            return _run_organizations(args, orgs, started)
         pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
         if args.command == "status":
             report = status_report(pipeline)
@@ -160,6 +185,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary["duration_s"] = round(time.monotonic() - started, 2)
     print(_key_values(summary))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`report`: the dataset of every organization at once, so no organization applies."""
+    try:
+        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
+        path = write_report(pipeline, args.output)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # destination unreachable and the like: one line
+        message = describe_failure(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(f"report: {path.resolve()}")
+    return 0
+
+
+def _run_organizations(
+    args: argparse.Namespace, orgs: list[organizations.Organization], started: float
+) -> int:
+    """Every configured organization (or `--organization`'s): exit 1 if any failed."""
+    report, errors = organizations.run_command(args, orgs)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if args.command != "status":
+        report["duration_s"] = round(time.monotonic() - started, 2)
+    as_json = getattr(args, "json", False)
+    print(json.dumps(report, indent=2, default=str) if as_json else _key_values(report))
+    return 1 if errors else 0
 
 
 def _key_values(report: dict[str, Any], prefix: str = "") -> str:

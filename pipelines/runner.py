@@ -10,6 +10,7 @@ pending packages and then extracts fresh data, in the same invocation.
 import logging
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,12 @@ TABLES = ["emails", *view_names()]
 dlt.config["sources.close.extract.next_item_mode"] = "fifo"
 configure()
 
+# Held around every write to the destination (load, view refresh). Uncontended for one
+# organization; the pipelines of several organizations (pipelines/organizations.py) run in
+# threads and take turns here, as DuckDB has one writer and views conflict when re-created
+# at once.
+DESTINATION_WRITES = threading.RLock()
+
 
 def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pipeline:
     """The dlt pipeline; DuckDB's file defaults to `<pipeline_name>.duckdb` in the cwd."""
@@ -60,37 +67,47 @@ def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pip
 
 
 def run_sync(
-    pipeline: dlt.Pipeline, include_bodies: bool | None = None, reconcile: bool = False
+    pipeline: dlt.Pipeline,
+    include_bodies: bool | None = None,
+    reconcile: bool = False,
+    warehouse: SqlWarehouse | None = None,
+    source_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The nightly job, in chunk loads until the walk and the change scan are done.
 
     Each chunk is extracted, normalized and loaded (with the ranges it completes) while the
-    walk's workers fetch the next one. Returns the run summary.
+    walk's workers fetch the next one. `warehouse` and `source_options` (e.g. `api_key`)
+    are one organization's (pipelines/organizations.py). Returns the run summary.
     """
     stats = RunStats()
-    options = _source_options(include_bodies)
+    options = {**_source_options(include_bodies), **(source_options or {})}
     if reconcile:
         options["reconcile"] = True
+    lookups = warehouse or SqlWarehouse(pipeline)
 
     def source(walk: WalkRun) -> Any:
-        return close_source(warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options)
+        return close_source(warehouse=lookups, stats=stats, run=walk, **options)
 
     before, rows = _run_chunks(pipeline, source)
     return _summary(pipeline, "sync", stats, before, rows)
 
 
 def run_backfill(
-    pipeline: dlt.Pipeline, start: datetime, end: datetime, include_bodies: bool | None = None
+    pipeline: dlt.Pipeline,
+    start: datetime,
+    end: datetime,
+    include_bodies: bool | None = None,
+    warehouse: SqlWarehouse | None = None,
+    source_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Backfills `[start, end)` in chunk loads, each committed with its progress."""
     stats = RunStats()
-    options = _source_options(include_bodies)
+    options = {**_source_options(include_bodies), **(source_options or {})}
     resumed = _backfill_saved_progress(pipeline, start, end)
+    lookups = warehouse or SqlWarehouse(pipeline)
 
     def source(walk: WalkRun) -> Any:
-        return close_backfill(
-            start, end, warehouse=SqlWarehouse(pipeline), stats=stats, run=walk, **options
-        )
+        return close_backfill(start, end, warehouse=lookups, stats=stats, run=walk, **options)
 
     before, rows = _run_chunks(pipeline, source)
     summary = _summary(pipeline, "backfill", stats, before, rows)
@@ -264,7 +281,7 @@ def _finish_pending(pipeline: dlt.Pipeline) -> None:
 
 
 def _refresh_views(pipeline: dlt.Pipeline) -> None:
-    with pipeline.sql_client() as client:
+    with DESTINATION_WRITES, pipeline.sql_client() as client:
         if client.has_dataset():
             refresh_views(client)
 
