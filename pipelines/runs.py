@@ -151,5 +151,36 @@ def _runs_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
         pipelines_dir=pipeline.pipelines_dir,
         destination=destination,
         dataset_name=pipeline.dataset_name,
-        progress=None,
     )
+
+
+def history_status(pipeline: dlt.Pipeline, limit: int = 5) -> dict[str, Any]:
+    """For `status`: load packages waiting to be loaded and the last runs, one line each."""
+    pending = [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
+    report: dict[str, Any] = {
+        "pending_loads": len(pending),
+    }
+    if pending:
+        report["pending_loads.ids"] = ", ".join(pending)
+        report["pending_loads.note"] = "the next sync loads them first"
+    succeeded = last_success(pipeline)
+    if succeeded is not None:  # dlt's `_dlt_loads` also lists the run-history loads
+        report["last_successful_run"] = succeeded["finished_at"].astimezone(UTC).isoformat()
+    runs = last_runs(pipeline, limit)
+    report["last_runs"] = {str(n): describe_run(row) for n, row in enumerate(runs, 1)} or None
+    return report
+
+
+def describe_run(row: dict[str, Any]) -> str:
+    """One line of a `sync_runs` row: id, command, status, when, counts or error."""
+    finished = row.get("finished_at")
+    when = finished.astimezone(UTC).isoformat(timespec="seconds") if finished else "unfinished"
+    text = f"{row['run_id']} {row['command']} {row['status']} {when}"
+    if row.get("status") == "succeeded":
+        text += (
+            f" new={row.get('emails_new')} updated={row.get('emails_updated')}"
+            f" deleted={row.get('emails_deleted')} requests={row.get('api_requests')}"
+        )
+    elif row.get("error"):
+        text += f": {row['error']}"
+    return text
