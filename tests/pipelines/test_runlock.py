@@ -21,7 +21,8 @@ def cli(*args: str) -> list[str]:
 
 
 def test_a_second_run_exits_at_once_naming_the_holder(make_emulator, sync_env) -> None:  # noqa: ANN001
-    close = make_emulator(emails=300, seed=5, rate=4)  # about 4 s of requests
+    close = make_emulator(emails=300, seed=5)
+    close.emulator.faults.set(latency_ms=3000)  # the first run stays busy until reset below
     env = {**os.environ, "SOURCES__CLOSE__BASE_URL": close.base_url}
     first = subprocess.Popen(cli("sync"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     lock = lock_for(make_pipeline(os.environ["PIPELINE_NAME"], os.environ["DESTINATION"], os.environ["DATASET"]),  # fmt: skip
@@ -31,6 +32,8 @@ def test_a_second_run_exits_at_once_naming_the_holder(make_emulator, sync_env) -
     )
     assert first.poll() is None, "the first run ended before the second could try"
     second = subprocess.run(cli("sync"), env=env, capture_output=True, text=True, timeout=120)
+    assert first.poll() is None  # the lock was held all along
+    close.emulator.faults.reset()
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == 1 and second.stdout == ""

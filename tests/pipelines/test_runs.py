@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from close_emulator import EmulatorServer
 
 from ..close.utils import query, run_cli, sync
@@ -56,6 +58,7 @@ def test_succeeded_runs_are_recorded_with_exact_counts(make_emulator, sync_env) 
     assert f"run_id: {rows[2]['run_id']}" in third
 
 
+@pytest.mark.parametrize("destination", ["duckdb"])  # the lock on PostgreSQL: test_runlock
 def test_failed_and_refused_runs_are_recorded_without_secrets(make_emulator, sync_env) -> None:  # noqa: ANN001
     close: EmulatorServer = make_emulator(emails=20, api_key=TEST_API_KEY)
     os.environ["SOURCES__CLOSE__API_KEY"] = "api_wrong_key_DO_NOT_LEAK"
