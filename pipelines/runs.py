@@ -10,6 +10,8 @@ per engine.
 
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUn
 logger = logging.getLogger(__name__)
 
 TABLE = "sync_runs"
+BUSY_ATTEMPTS = 5  # tries while another process writes the DuckDB file
+BUSY_PAUSE_S = 1.0
 SCHEMA = "sync_runs"
 
 COLUMNS: dict[str, dict[str, Any]] = {
@@ -92,19 +96,30 @@ class RunRecord:
         self.api_throttled = summary.get("api.throttled_429")
 
 
-def record_run(pipeline: dlt.Pipeline, record: RunRecord) -> bool:
+def record_run(
+    pipeline: dlt.Pipeline, record: RunRecord, sleep: Callable[[float], None] = time.sleep
+) -> bool:
     """Appends `record` to `sync_runs`; False (logged, never raised) if the destination
-    cannot take it, so that a run's own error stays the one line it prints."""
-    try:
-        runs = _runs_pipeline(pipeline)
-        resource = dlt.resource(
-            [asdict(record)], name=TABLE, write_disposition="append", columns=COLUMNS
-        )
-        runs.run(resource, schema=dlt.Schema(SCHEMA)).raise_on_failed_jobs()
-        return True
-    except Exception as exc:  # the destination is unreachable: nothing else to do
-        logger.debug("run %s not recorded in %s: %s", record.run_id, TABLE, exc)
-        return False
+    cannot take it, so that a run's own error stays the one line it prints.
+
+    A DuckDB file takes one writing process at a time: a run refused by the lock may find
+    the holder loading, so it tries again a few times before it gives up.
+    """
+    for attempt in range(1, BUSY_ATTEMPTS + 1):
+        try:
+            runs = _runs_pipeline(pipeline)
+            resource = dlt.resource(
+                [asdict(record)], name=TABLE, write_disposition="append", columns=COLUMNS
+            )
+            runs.run(resource, schema=dlt.Schema(SCHEMA)).raise_on_failed_jobs()
+            return True
+        except Exception as exc:  # the destination is unreachable: nothing else to do
+            busy = "conflicting lock" in str(exc).lower() and attempt < BUSY_ATTEMPTS
+            logger.debug("run %s not recorded in %s: %s", record.run_id, TABLE, exc)
+            if not busy:
+                return False
+            sleep(BUSY_PAUSE_S)
+    return False
 
 
 def last_runs(pipeline: dlt.Pipeline, limit: int = 5) -> list[dict[str, Any]]:

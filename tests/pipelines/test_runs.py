@@ -100,3 +100,36 @@ def test_a_failure_before_any_destination_exists_prints_one_line(tmp_path) -> No
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "destination unreachable" in done.stderr
     assert "Traceback" not in done.stderr and "pw@" not in done.stderr
+
+
+def test_a_busy_duckdb_file_is_retried(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The holder of the run lock may be writing the file when a refused run records itself."""
+    from pipelines.runner import make_pipeline
+    from pipelines.runs import RunRecord, last_runs, record_run
+
+    database = tmp_path / "busy.duckdb"
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(database))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; held = duckdb.connect(sys.argv[1]);"
+         " print('open', flush=True); time.sleep(600)", str(database)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # the writer finishes during the second pause
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            writer.kill()
+            writer.wait()
+
+    pipeline = make_pipeline("close_busy", "duckdb", "close")
+    record = RunRecord("close_busy", "sync", "close", "h", 1)
+    record.finish("refused")
+    try:
+        assert record_run(pipeline, record, sleep=pause)
+    finally:
+        writer.kill()
+    assert len(pauses) == 2
+    assert [r["run_id"] for r in last_runs(pipeline)] == [record.run_id]
