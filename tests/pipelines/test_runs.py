@@ -133,3 +133,20 @@ def test_a_busy_duckdb_file_is_retried(tmp_path, monkeypatch) -> None:  # noqa: 
         writer.kill()
     assert len(pauses) == 2
     assert [r["run_id"] for r in last_runs(pipeline)] == [record.run_id]
+
+
+@pytest.mark.parametrize("destination", ["duckdb"])
+def test_status_shows_a_pending_load(make_emulator, sync_env) -> None:  # noqa: ANN001
+    """A run killed between extract and load leaves a package: `status` names it."""
+    close = make_emulator(emails=20)
+    env = {**os.environ, "SOURCES__CLOSE__BASE_URL": close.base_url, "CLOSE_SYNC_KILL_AT": "load:0"}
+    common = ["--destination", "duckdb", "--dataset", os.environ["DATASET"],
+              "--pipeline-name", os.environ["PIPELINE_NAME"]]  # fmt: skip
+    killed = subprocess.run([sys.executable, "-m", "pipelines.close_emails", "sync", *common],
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert killed.returncode == -9
+    code, out, _ = run_cli("status")
+    assert code == 0 and "pending_loads: 1" in out and "the next sync loads them first" in out
+    sync(close.base_url)
+    code, out, _ = run_cli("status")
+    assert "pending_loads: 0" in out and "last_runs.1: " in out and "last_runs.2" not in out
