@@ -3,6 +3,11 @@
     python -m pipelines.close_emails sync
     python -m pipelines.close_emails backfill --start 2024-01-01 --end 2024-02-01
     python -m pipelines.close_emails status [--json]
+    python -m pipelines.close_emails status --check [--max-age HOURS]
+
+`sync` and `backfill` run under a lock per pipeline and dataset (`--wait SECONDS`), record a
+`sync_runs` row, show progress on stderr and print the summary (`--json`, `--quiet`,
+`--verbose`); see `run_command.py`.
 
 Configuration follows dlt's conventions (`.dlt/config.toml`, `.dlt/secrets.toml`, or
 environment variables such as `SOURCES__CLOSE__API_KEY`). Exit codes: 0 success, 1 a run
