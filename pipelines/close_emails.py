@@ -3,6 +3,11 @@
     python -m pipelines.close_emails sync
     python -m pipelines.close_emails backfill --start 2024-01-01 --end 2024-02-01
     python -m pipelines.close_emails status [--json]
+    python -m pipelines.close_emails status --check [--max-age HOURS]
+
+`sync` and `backfill` run under a lock per pipeline and dataset (`--wait SECONDS`), record a
+`sync_runs` row, show progress on stderr and print the summary (`--json`, `--quiet`,
+`--verbose`); see `run_command.py`.
 
 Configuration follows dlt's conventions (`.dlt/config.toml`, `.dlt/secrets.toml`, or
 environment variables such as `SOURCES__CLOSE__API_KEY`). Exit codes: 0 success, 1 a run
@@ -11,7 +16,6 @@ that failed (one line on stderr saying what to do), 2 a usage error.
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -27,6 +31,9 @@ from dlt.common.exceptions import MissingDependencyException
 from reports import DEFAULT_OUTPUT, ReportError, write_report
 
 from . import organizations
+from .freshness import add_check_options, check_freshness
+from .logs import configure_logging
+from .run_command import execute, print_summary, progress_mode
 from .runner import (
     describe_failure,
     make_pipeline,
@@ -34,6 +41,7 @@ from .runner import (
     run_sync,
     status_report,
 )
+from .runs import history_status
 
 COMMANDS = ("sync", "backfill", "status", "report")
 
@@ -126,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--no-bodies", action="store_true", help="leave body columns NULL, do not download bodies"
     )
+    for runner in (sync, backfill):
+        _add_run_options(runner)
     status = commands.add_parser(
         "status",
         parents=[common],
@@ -142,7 +152,35 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--output", default=DEFAULT_OUTPUT, help=f"file to write (default: {DEFAULT_OUTPUT})"
     )
+    add_check_options(status)
     return parser
+
+
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """Options of `sync` and `backfill` for running them as scheduled jobs."""
+    command.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run of this pipeline and dataset holds the lock, wait this long",
+    )
+    command.add_argument("--json", action="store_true", help="print the summary as JSON")
+    loudness = command.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true", help="print errors only")
+    loudness.add_argument(
+        "--verbose", action="store_true", help="debug logs on stderr (secrets redacted)"
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid seconds {value!r}: use a number >= 0")
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill" and args.end <= args.start:
         parser.error("--end must be after --start")
     _find_project_dir()
-    logging.basicConfig(
-        level=os.environ.get("CLOSE_SYNC_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     started = time.monotonic()
     if args.command == "report":
         return _report(args)
@@ -168,23 +203,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_organizations(args, orgs, started)
         pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
         if args.command == "status":
+            if args.check:
+                return check_freshness(pipeline, args.max_age)
             report = status_report(pipeline)
+            report.update(history_status(pipeline))
             print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
             return 0
-        include_bodies = False if args.no_bodies else None  # None: as configured
-        if args.command == "sync":
-            summary = run_sync(pipeline, include_bodies=include_bodies, reconcile=args.reconcile)
-        else:
-            summary = run_backfill(pipeline, args.start, args.end, include_bodies=include_bodies)
+        code, summary = execute(
+            pipeline,
+            args.command,
+            _run_function(args, pipeline),
+            describe_failure,
+            wait_s=args.wait,
+            mode=progress_mode(args.quiet, sys.stderr),
+        )
     except Exception as exc:  # expected failures arrive wrapped by dlt; say them in one line
         message = describe_failure(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 1
+    if summary is None:
+        return code
     summary["duration_s"] = round(time.monotonic() - started, 2)
-    print(_key_values(summary))
-    return 0
+    if not args.quiet or args.json:
+        print_summary(summary, args.json, _key_values)
+    return code
+
+
+def _run_function(args: argparse.Namespace, pipeline: Any) -> Any:
+    """The run of `sync` or `backfill` as a function of its progress record."""
+    include_bodies = False if args.no_bodies else None  # None: as configured
+    if args.command == "sync":
+        return lambda progress: run_sync(
+            pipeline, include_bodies=include_bodies, reconcile=args.reconcile, progress=progress
+        )
+    return lambda progress: run_backfill(
+        pipeline, args.start, args.end, include_bodies=include_bodies, progress=progress
+    )
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -43,6 +43,8 @@ from typing import Any
 import dlt
 
 from pipelines import runner
+from pipelines.run_command import execute
+from pipelines.run_display import RunProgress
 from sources.close.client import CloseClient
 from sources.close.options import CloseOptionError
 from sources.close.settings import DEFAULT_BASE_URL, ME_PATH
@@ -100,19 +102,6 @@ class OrganizationWarehouse(SqlWarehouse):
             "{emails}", "(SELECT * FROM {emails} WHERE organization_id = %s) AS org_emails", 1
         )
         return super()._query(scoped, self.organization_id, *params)
-
-
-def own_counts(summary: dict[str, Any], before: int, after: int) -> dict[str, Any]:
-    """`summary` with `emails.new`, `.updated` and `.total` of this organization alone.
-
-    The runner counts them from the whole `emails` table, which the other organizations
-    fill at the same time; the same arithmetic on this organization's rows (`before` and
-    `after` the run) gives its own.
-    """
-    new = max(0, after - before + summary.get("emails.deleted", 0))
-    own = {"emails.new": new, "emails.total": after}
-    own["emails.updated"] = max(0, summary.get("emails.loaded", 0) - new)
-    return {key: own.get(key, value) for key, value in summary.items()}
 
 
 def configured() -> dict[str, Organization]:
@@ -186,6 +175,10 @@ def organization_id(org: Organization) -> str:
     return str(orgs[0]["id"])
 
 
+class OrganizationFailed(Exception):
+    """One organization's run failed with an expected, already one-line, message."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the organizations load: the base pipeline name, destination and dataset."""
@@ -230,6 +223,8 @@ def run_each(organizations: list[Organization], where: Target, job: Job) -> list
             warehouse = OrganizationWarehouse(pipeline, org)
             summary = job(pipeline, org, warehouse)
             return Outcome(org, summary={"organization_id": warehouse.organization_id, **summary})
+        except OrganizationFailed as exc:
+            return Outcome(org, error=str(exc))
         except Exception as exc:
             message = runner.describe_failure(exc)
             if message is None:
@@ -324,16 +319,32 @@ def run_command(args: Any, organizations: list[Organization]) -> tuple[dict[str,
 
     def job(pipeline: dlt.Pipeline, org: Organization, lookups: OrganizationWarehouse) -> Any:
         options = org.source_options()
-        before = _emails_by_organization(pipeline)  # no request to Close before the source's
-        if args.command == "sync":
-            summary = runner.run_sync(pipeline, include_bodies, args.reconcile, lookups, options)
-        else:
-            summary = runner.run_backfill(
-                pipeline, args.start, args.end, include_bodies, lookups, options
+
+        def run(progress: RunProgress) -> dict[str, Any]:
+            if args.command == "sync":
+                return runner.run_sync(
+                    pipeline, include_bodies, args.reconcile, lookups, options, progress
+                )
+            return runner.run_backfill(
+                pipeline, args.start, args.end, include_bodies, lookups, options, progress
             )
-        after = _emails_by_organization(pipeline)
-        org_id = lookups.organization_id
-        return own_counts(summary, before.get(org_id, 0), after.get(org_id, 0))
+
+        failures: list[str] = []
+        # Under the organization's own lock and recorded in `sync_runs`; the emails counts
+        # of the run are its own (the change counter sees only this pipeline's rows).
+        code, summary = execute(
+            pipeline,
+            args.command,
+            run,
+            runner.describe_failure,
+            wait_s=args.wait,
+            mode="off",  # one live display per organization would garble the terminal
+            organization=lambda: lookups.organization_id,
+            say_error=failures.append,
+        )
+        if summary is None:
+            raise OrganizationFailed(failures[0] if failures else f"exit {code}")
+        return summary
 
     outcomes = run_each(organizations, where, job)
     bugs = [o.bug for o in outcomes if o.bug is not None]

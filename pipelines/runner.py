@@ -25,7 +25,9 @@ from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
+from pipelines.change_counts import EmailChangeCounter, warehouse_versions
 from pipelines.loading import configure, loaded_rows, loader_file_format
+from pipelines.run_display import RunProgress
 from sources.close import (
     RunStats,
     WalkRun,
@@ -72,6 +74,7 @@ def run_sync(
     reconcile: bool = False,
     warehouse: SqlWarehouse | None = None,
     source_options: dict[str, Any] | None = None,
+    progress: RunProgress | None = None,
 ) -> dict[str, Any]:
     """The nightly job, in chunk loads until the walk and the change scan are done.
 
@@ -88,8 +91,10 @@ def run_sync(
     def source(walk: WalkRun) -> Any:
         return close_source(warehouse=lookups, stats=stats, run=walk, **options)
 
-    before, rows = _run_chunks(pipeline, source)
-    return _summary(pipeline, "sync", stats, before, rows)
+    progress = progress or RunProgress()
+    progress.stats = stats
+    counter, rows = _run_chunks(pipeline, source, progress, lookups)
+    return _summary("sync", stats, counter, rows, lookups)
 
 
 def run_backfill(
@@ -99,6 +104,7 @@ def run_backfill(
     include_bodies: bool | None = None,
     warehouse: SqlWarehouse | None = None,
     source_options: dict[str, Any] | None = None,
+    progress: RunProgress | None = None,
 ) -> dict[str, Any]:
     """Backfills `[start, end)` in chunk loads, each committed with its progress."""
     stats = RunStats()
@@ -109,8 +115,10 @@ def run_backfill(
     def source(walk: WalkRun) -> Any:
         return close_backfill(start, end, warehouse=lookups, stats=stats, run=walk, **options)
 
-    before, rows = _run_chunks(pipeline, source)
-    summary = _summary(pipeline, "backfill", stats, before, rows)
+    progress = progress or RunProgress()
+    progress.stats = stats
+    counter, rows = _run_chunks(pipeline, source, progress, lookups)
+    summary = _summary("backfill", stats, counter, rows, lookups)
     summary["backfill.range"] = f"[{start.isoformat()}, {end.isoformat()})"
     resumed_done = (resumed or {}).get("done") or []
     summary["backfill.resumed"] = bool(resumed_done) and not (resumed or {}).get("finished")
@@ -118,24 +126,33 @@ def run_backfill(
 
 
 def _run_chunks(
-    pipeline: dlt.Pipeline, make_source: Callable[[WalkRun], Any]
-) -> tuple[int, Counter[str]]:
+    pipeline: dlt.Pipeline,
+    make_source: Callable[[WalkRun], Any],
+    progress: RunProgress,
+    lookups: SqlWarehouse,
+) -> tuple[EmailChangeCounter, Counter[str]]:
     """Loads `make_source(walk)` chunk after chunk until the walk says it is finished.
 
     The first source is made before anything else, so that its options are checked before
-    a pending load is finished or a request is sent. Returns the emails stored before the
-    run and the rows loaded per table.
+    a pending load is finished or a request is sent. Returns the counter of emails new,
+    updated and deleted (against the warehouse before the run) and the rows loaded per table.
     """
     walk = WalkRun()
+    progress.walk = walk
     rows: Counter[str] = Counter()
     try:
         source = make_source(walk)
         _finish_pending(pipeline)
-        before = _email_count(pipeline)
+        # `lookups` sees this organization's emails only, where a dataset holds several
+        counter = EmailChangeCounter(warehouse_versions(pipeline), lookups.email_count() == 0)
+        progress.counter = counter
         while True:
+            for resource in source.resources.values():
+                resource.add_map(counter.observe)
             rows.update(_run(pipeline, source))
+            progress.chunks += 1
             if walk.finished:
-                return before, rows
+                return counter, rows
             source = make_source(walk)
     finally:
         walk.close()
@@ -297,10 +314,6 @@ def _backfill_saved_progress(
     return _source_state(pipeline).get("backfills", {}).get(backfill_key(start, end))
 
 
-def _email_count(pipeline: dlt.Pipeline) -> int:
-    return _row_counts(pipeline, ["emails"]).get("emails", 0)
-
-
 def _row_counts(pipeline: dlt.Pipeline, tables: list[str] | None = None) -> dict[str, int]:
     counts = {}
     try:
@@ -332,25 +345,36 @@ def _last_load(pipeline: dlt.Pipeline) -> str | None:
 
 
 def _summary(
-    pipeline: dlt.Pipeline, command: str, stats: RunStats, before: int, row_counts: dict[str, int]
+    command: str,
+    stats: RunStats,
+    counter: EmailChangeCounter,
+    row_counts: dict[str, int],
+    lookups: SqlWarehouse,
 ) -> dict[str, Any]:
-    after = _email_count(pipeline)
+    """The run summary. `emails.new/updated/deleted` are exact (`change_counts.py`);
+    `loaded_rows.*` uses the analysts' table names, as `status`'s `rows.*` does."""
+    after = lookups.email_count()
     loaded_emails = row_counts.get("emails", 0)
-    new = max(0, after - before + stats.deleted)
+    changes = counter.counts(after)
     summary: dict[str, Any] = {
         "command": command,
         "emails.loaded": loaded_emails - stats.deleted if loaded_emails else 0,
-        "emails.new": new,
-        "emails.updated": max(0, loaded_emails - stats.deleted - new),
-        "emails.deleted": stats.deleted,
+        "emails.new": changes["new"],
+        "emails.updated": changes["updated"],
+        "emails.deleted": changes["deleted"],
         "emails.total": after,
     }
     if stats.reconciled_because:
         summary["reconciled_because"] = stats.reconciled_because
-    summary.update({f"loaded_rows.{table}": n for table, n in sorted(row_counts.items())})
+    summary.update({f"loaded_rows.{_analyst_name(t)}": n for t, n in sorted(row_counts.items())})
     summary["api.requests"] = stats.requests.requests
     summary["api.retries"] = stats.requests.retries
     summary["api.throttled_429"] = stats.requests.throttled
     summary["api.rate_wait_s"] = round(stats.requests.rate_wait_s, 2)
     summary["windows"] = stats.windows
     return summary
+
+
+def _analyst_name(table: str) -> str:
+    """`emails__recipients` -> `email_recipients`: the view analysts query, as in `status`."""
+    return table.replace("emails__", "email_", 1) if table.startswith("emails__") else table

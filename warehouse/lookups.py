@@ -33,6 +33,11 @@ class SqlWarehouse:
         )
         return {row[0] for row in rows}
 
+    def email_count(self) -> int:
+        """How many emails are stored (0 before the first load)."""
+        rows = self._query("SELECT COUNT(*) FROM {emails}")
+        return int(rows[0][0]) if rows else 0
+
     def versions(
         self, field: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> dict[str, datetime]:

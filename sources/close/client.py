@@ -12,12 +12,14 @@ says what an answer is, `_decide` how long to wait before the next try, `request
 Like dlt's client, each thread has its own `requests.Session`.
 """
 
+import contextlib
 import email.utils
 import logging
 import random
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -88,13 +90,32 @@ class RequestStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # 429 answers
-    rate_wait_s: float = 0.0  # time spent waiting because Close asked (429 or RateLimit pacing)
+    # wall time during which at least one worker waited because Close asked (429 or pacing):
+    # the union of the workers' waits, not their sum, which can exceed the run's duration
+    rate_wait_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _waiters: int = field(default=0, repr=False)
+    _wait_started: float = field(default=0.0, repr=False)
 
     def add(self, **increments: float) -> None:
         with self._lock:
             for name, value in increments.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Counts the wall time during which at least one worker is inside this block."""
+        with self._lock:
+            if self._waiters == 0:
+                self._wait_started = time.monotonic()
+            self._waiters += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                if self._waiters == 0:
+                    self.rate_wait_s += time.monotonic() - self._wait_started
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -258,7 +279,8 @@ class CloseClient:
         where = f"{method} {path}"
         failures = throttled = 0
         while True:
-            self.stats.add(rate_wait_s=self.limiter.acquire(group))
+            with self.stats.waiting():
+                self.limiter.acquire(group)
             answer = self._try(group, method, path, where, params, json, headers)
             if answer.kind == "ok":
                 return answer.body  # type: ignore[no-any-return]

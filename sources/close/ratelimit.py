@@ -157,6 +157,15 @@ class RateLimiter:
         """
         return min(reset, state.interval) if state.interval else reset
 
+    def announced(self) -> dict[str, float]:
+        """Requests per second Close allows per endpoint group, as its answers announced."""
+        with self._lock:
+            return {
+                group: state.sent.maxlen / state.window_s
+                for group, state in self._groups.items()
+                if state.interval is not None and state.window_s > 0 and state.sent.maxlen
+            }
+
     def block(self, group: str, seconds: float) -> None:
         """No request to `group` until `seconds` from now (after a 429); keeps a later block."""
         with self._lock:

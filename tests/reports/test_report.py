@@ -145,7 +145,9 @@ def test_report_rendered_in_chromium_carries_the_warehouse_numbers(
         " AND NOT replied ORDER BY first_outgoing_at DESC, thread_id LIMIT 15"
     )
     assert page.cells["thread_id"] == [r["thread_id"] for r in waiting] and waiting
-    assert "No run history yet" in html
+    runs = query("SELECT status, emails_new FROM {ds}.sync_runs")  # the sync's own row
+    assert page.cells["status"] == ["succeeded"] and runs[0]["status"] == "succeeded"
+    assert page.cells["emails_new"] == [f"{runs[0]['emails_new']:,}"] == [f"{len(emails):,}"]
 
 
 @needs_chromium
@@ -157,21 +159,17 @@ def test_report_shows_the_last_runs_from_sync_runs(
     close = make_emulator(emails=40, seed=3)
     sync(close.base_url)
     finished = datetime.now(UTC) - timedelta(hours=3)
-    execute(
-        "CREATE TABLE {ds}.sync_runs (run_id VARCHAR, pipeline_name VARCHAR,"
-        " organization_id VARCHAR, command VARCHAR, started_at TIMESTAMP WITH TIME ZONE,"
-        " finished_at TIMESTAMP WITH TIME ZONE, status VARCHAR, error VARCHAR,"
-        " emails_new BIGINT, emails_updated BIGINT, emails_deleted BIGINT, rows_loaded BIGINT,"
-        " api_requests BIGINT, api_throttled BIGINT, cursor_before VARCHAR,"
-        " cursor_after VARCHAR)"
-    )
+    execute("DELETE FROM {ds}.sync_runs")  # the sync's own row: replaced by two known ones
     for n, (status, error, new) in enumerate(
         [("succeeded", "NULL", 1234), ("failed", "'boom'", 0)]
     ):
         at = (finished + timedelta(hours=n)).isoformat()
         execute(
-            f"INSERT INTO {{ds}}.sync_runs VALUES ('r{n}', 'p', 'orga_1', 'sync', '{at}', '{at}',"
-            f" '{status}', {error}, {new}, 5, 0, 99, 7, 0, NULL, NULL)"
+            "INSERT INTO {ds}.sync_runs (run_id, pipeline_name, organization_id, command,"
+            " started_at, finished_at, status, error, emails_new, emails_updated,"
+            " emails_deleted, rows_loaded, api_requests, api_throttled, _dlt_load_id, _dlt_id)"
+            f" VALUES ('r{n}', 'p', 'orga_1', 'sync', '{at}', '{at}', '{status}', {error}, {new},"
+            f" 5, 0, 99, 7, 0, 'l{n}', 'd{n}')"
         )
     html, page = render(tmp_path)
     assert page.cells["status"] == ["failed", "succeeded"]  # newest first
