@@ -151,7 +151,7 @@ def _select(pipeline: dlt.Pipeline, sql: str, *params: Any) -> list[dict[str, An
         table = client.make_qualified_table_name(TABLE)
         try:
             with client.execute_query(sql.format(table=table), *params) as cursor:
-                names = [c[0] for c in cursor.description]
+                names = list(cursor.columns_schema)  # dlt's cursors: DB-API and SQLAlchemy alike
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
             return []  # no run recorded yet

@@ -87,7 +87,7 @@ def _runs(client: Any) -> list[dict[str, Any]] | None:
             ),
             LAST_RUNS,
         ) as cursor:
-            names = [column[0] for column in cursor.description]
+            names = list(cursor.columns_schema)  # dlt's cursors: DB-API and SQLAlchemy alike
             rows = cursor.fetchall()
     except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
         return None
