@@ -6,7 +6,8 @@
 
 Configuration follows dlt's conventions (`.dlt/config.toml`, `.dlt/secrets.toml`, or
 environment variables such as `SOURCES__CLOSE__API_KEY`). Exit codes: 0 success, 1 a run
-that failed (one line on stderr saying what to do), 2 a usage error.
+that failed (one line on stderr saying what to do), 2 a usage error, 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM.
 """
 
 import argparse
@@ -17,10 +18,15 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from .runner import (
+from .environment import prepare
+from .interrupts import describe_interrupt, stop_on_signals
+
+prepare()  # before dlt reads any setting: `.dlt/` of a parent folder, telemetry off
+
+from .preflight import check_destination  # noqa: E402
+from .runner import (  # noqa: E402
     describe_failure,
     make_pipeline,
     run_backfill,
@@ -118,25 +124,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
-        if args.command == "status":
-            report = status_report(pipeline)
-            print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
-            return 0
-        include_bodies = False if args.no_bodies else None  # None: as configured
-        if args.command == "sync":
-            summary = run_sync(pipeline, include_bodies=include_bodies, reconcile=args.reconcile)
-        else:
-            summary = run_backfill(pipeline, args.start, args.end, include_bodies=include_bodies)
-    except Exception as exc:  # expected failures arrive wrapped by dlt; say them in one line
-        message = describe_failure(exc)
-        if message is None:
+        with stop_on_signals():
+            summary = _run_command(args)
+    except (Exception, KeyboardInterrupt) as exc:  # dlt wraps what failed; say it in one line
+        message, code = describe_interrupt(exc)
+        if not code and isinstance(exc, Exception):
+            message, code = describe_failure(exc) or "", 1
+        if not message:
             raise
         print(f"error: {message}", file=sys.stderr)
-        return 1
+        return code
+    if summary is None:
+        return 0
     summary["duration_s"] = round(time.monotonic() - started, 2)
     print(_key_values(summary))
     return 0
+
+
+def _run_command(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Runs `sync` or `backfill` and returns its summary, or prints `status` (None)."""
+    pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
+    check_destination(pipeline)  # before anything is extracted or written
+    if args.command == "status":
+        report = status_report(pipeline)
+        print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
+        return None
+    include_bodies = False if args.no_bodies else None  # None: as configured
+    if args.command == "sync":
+        return run_sync(pipeline, include_bodies=include_bodies, reconcile=args.reconcile)
+    return run_backfill(pipeline, args.start, args.end, include_bodies=include_bodies)
 
 
 def _key_values(report: dict[str, Any], prefix: str = "") -> str:
@@ -150,13 +166,12 @@ def _key_values(report: dict[str, Any], prefix: str = "") -> str:
 
 
 def _find_project_dir() -> None:
-    """Lets the command run from any folder of the repository: finds the nearest `.dlt/`."""
-    if "DLT_PROJECT_DIR" in os.environ:
-        return
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / ".dlt").is_dir():
-            os.environ["DLT_PROJECT_DIR"] = str(folder)
-            return
+    """Lets the command run from any folder of the repository: finds the nearest `.dlt/`.
+
+    Done once more at import (`prepare()` above), since dlt reads the folder when its first
+    setting is made; here it only matters when `main` runs in a process that changed folders.
+    """
+    prepare()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from dlt.common.runtime.collector import Collector, NullCollector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
+from pipelines.failures import destination_failure
 from pipelines.loading import configure, loaded_rows, loader_file_format
+from pipelines.preflight import DestinationSettingError
 from sources.close import (
     RunStats,
     WalkRun,
@@ -215,7 +217,7 @@ def describe_failure(exc: BaseException) -> str | None:
     """One line for an expected failure (bad key, API or destination down), else None."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, CloseApiError | CloseOptionError):
+        if isinstance(seen, CloseApiError | CloseOptionError | DestinationSettingError):
             return str(seen)
         if isinstance(seen, ConfigValueCannotBeCoercedException):
             kind = getattr(seen.hint, "__name__", seen.hint)
@@ -231,20 +233,11 @@ def describe_failure(exc: BaseException) -> str | None:
                     " in .dlt/secrets.toml"
                 )
             return f"missing configuration: {', '.join(seen.fields)}"
-        if _is_connection_failure(seen):
-            first_line = (str(seen).strip().splitlines() or [type(seen).__name__])[0]
-            return f"destination unreachable ({first_line}); check DESTINATION__*__CREDENTIALS"
+        destination = destination_failure(seen)
+        if destination:
+            return destination
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "exception", None)
     return None
-
-
-def _is_connection_failure(exc: BaseException) -> bool:
-    """A destination that cannot be reached (as opposed to a query that failed on it)."""
-    if type(exc).__name__ == "DestinationConnectionError":
-        return True
-    return type(exc).__name__ == "OperationalError" and any(
-        marker in str(exc) for marker in ("could not connect", "Connection refused", "timeout")
-    )
 
 
 def _source_options(include_bodies: bool | None) -> dict[str, Any]:
