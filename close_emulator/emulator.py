@@ -63,6 +63,7 @@ class EmulatorConfig:
     request_log_size: int = 100_000  # entries the request log keeps (the oldest go first)
     thread_delete_email_events: bool = True  # deleting a thread also emits per-email 'deleted'
     naive_event_timestamps: bool = True  # event date_created/date_updated without offset
+    naive_write_timestamps: bool = False  # create/update answers: timestamps without offset, µs
 
 
 @dataclass
