@@ -14,20 +14,23 @@ _DSN_PASSWORD_RE = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _LOCK_RE = re.compile(r'Could not set lock on file "([^"]+)"')
 _PID_RE = re.compile(r"\(PID (\d+)\)")
 _FIX = "check DESTINATION__*__CREDENTIALS"
+# DuckDB's own error, and what dlt wraps it in when it happens on connecting
+_DUCKDB_WRAPPERS = ("IOException", "DestinationConnectionError", "PermissionException")
 
 
 def destination_failure(exc: BaseException) -> str | None:
     """One line for a destination that cannot be used (not a query that failed on it)."""
     text = _first_line(exc)
     name = type(exc).__name__
+    duckdb = _duckdb_failure(text) if name in _DUCKDB_WRAPPERS else None
+    if duckdb:
+        return duckdb
     if name == "OperationalError" or name == "DestinationConnectionError":
         return _postgres_failure(text) or (
             f"destination unreachable ({text}); {_FIX}"
             if name == "DestinationConnectionError" or _looks_unreachable(text)
             else None
         )
-    if name == "IOException" or "Could not set lock on file" in text:
-        return _duckdb_failure(text)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return (
             f"no space left to write the load ({exc.strerror}: {exc.filename or 'a load file'});"

@@ -9,6 +9,7 @@ Nothing is lost either way: a load package is kept until it is loaded, and the c
 travel inside it (see `pipelines/runner.py`).
 """
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,19 @@ from types import FrameType
 from dlt.common.exceptions import SignalReceivedException
 
 NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+# what dlt logs while it stops on a signal; the run's own line says it once, in plain words
+_DLT_SIGNAL_ECHOES = ("Exiting runner due to signal", "Load job pool is successfully drained")
+
+
+class _SignalEchoFilter(logging.Filter):
+    """Drops dlt's warnings about a signal it is stopping on (the CLI prints one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(echo in message for echo in _DLT_SIGNAL_ECHOES)
+
+
+logging.getLogger("dlt").addFilter(_SignalEchoFilter())
 
 
 @contextmanager

@@ -255,20 +255,22 @@ def _run(pipeline: dlt.Pipeline, source: Any) -> dict[str, int]:
 
 
 class CrashSwitch(NullCollector):
-    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>[:<run>]` SIGKILLs this process mid-run.
+    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>[:<run>[:<signal>]]` SIGKILLs this process.
 
     dlt reports progress to a collector: `<step>` is `extract`, `normalize` or `load`, and
     the process dies at the n-th progress update of that step (`0` = as the step starts) of
     the `<run>`-th pipeline run of this process (default 1; a backfill makes one run per
     window chunk). The crash-safety tests use it to kill the real CLI mid-extract, between
-    extract and load, and mid-load. Unset (always, outside those tests) it does nothing.
+    extract and load, and mid-load; `<signal>` (`INT`, `TERM`; default `KILL`) sends another
+    signal, once. Unset (always, outside those tests) it does nothing.
     """
 
     runs = 0
 
-    def __init__(self, step: str, updates: int, run: int) -> None:
+    def __init__(self, step: str, updates: int, run: int, signum: int = signal.SIGKILL) -> None:
         self.kill_step, self.kill_after, self.kill_run = step, updates, run
         self.step, self.updates = "", 0
+        self.signum, self.sent = signum, False
 
     @classmethod
     def from_env(cls) -> Collector:
@@ -277,8 +279,8 @@ class CrashSwitch(NullCollector):
         if not setting:
             return NullCollector()
         parts = setting.split(":")
-        step, updates, run = parts + ["0", "1"][len(parts) - 1 :]  # defaults: n=0, run=1
-        return cls(step.lower(), int(updates), int(run))
+        step, updates, run, name = (parts + ["0", "1", "KILL"][len(parts) - 1 :])[:4]
+        return cls(step.lower(), int(updates), int(run), signal.Signals[f"SIG{name}"])
 
     def _start(self, step: str) -> None:
         self.step, self.updates = step.lower(), 0
@@ -293,8 +295,10 @@ class CrashSwitch(NullCollector):
             CrashSwitch.runs == self.kill_run
             and self.step.startswith(self.kill_step)
             and self.updates >= self.kill_after
+            and not self.sent
         ):
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.sent = True  # a second SIGINT/SIGTERM would make dlt stop without draining
+            os.kill(os.getpid(), self.signum)
 
 
 def _finish_pending(pipeline: dlt.Pipeline) -> None:
