@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 DESTINATION ?= duckdb
 EMAILS ?= 20000
 
-.PHONY: help venv test demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
+.PHONY: help venv test soak demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
 
 help:
 	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
 	@echo "make test        run the whole test suite"
+	@echo "make soak        the long fault matrix and crash/resume soak (tests/faults, -m soak)"
 	@echo "make lint        ruff check, format check and mypy"
 	@echo "make bench       the sync benchmark: one table, six scenarios (BENCH_ARGS='--only storm' etc.)"
 	@echo "make bench-quick the same on small datasets (a smoke run)"
@@ -29,6 +30,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# the long fault and crash runs (tests marked `soak`): more kill points, seeds and faults
+soak: $(STAMP)
+	$(PY) -m pytest -m soak tests/faults
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --destination $(DESTINATION) --emails $(EMAILS)

@@ -27,7 +27,11 @@ def wait_for_list_requests(close: EmulatorServer, process: subprocess.Popen, cou
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)  # the walk is the same
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [pytest.param(signal.SIGINT, marks=pytest.mark.soak), signal.SIGTERM],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_a_signal_mid_walk_stops_cleanly_and_the_rerun_is_exact(
     make_emulator,
     sync_env,
@@ -58,10 +62,10 @@ def test_a_signal_mid_walk_stops_cleanly_and_the_rerun_is_exact(
 @pytest.mark.parametrize(
     "destination, kill_at, code",
     [
-        ("duckdb", "normalize:0:1:TERM", 143),
+        pytest.param("duckdb", "normalize:0:1:TERM", 143, marks=pytest.mark.soak),
         ("duckdb", "load:1:1:INT", 130),
         ("duckdb", "load:1:2:TERM", 143),
-        pytest.param("postgres", "load:1:2:TERM", 143, marks=POSTGRES.marks),
+        pytest.param("postgres", "load:1:2:TERM", 143, marks=[*POSTGRES.marks, pytest.mark.soak]),
     ],
     ids=["SIGTERM-before-normalize", "SIGINT-mid-load", "SIGTERM-mid-load-of-chunk-2",
          "postgres-SIGTERM-mid-load-of-chunk-2"],
