@@ -37,7 +37,9 @@ def outside_env(close: EmulatorServer, home: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_run_from_a_subfolder_reads_the_projects_dlt_folder(
-    make_emulator, sync_env, tmp_path: Path  # noqa: ANN001
+    make_emulator,
+    sync_env,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     close = make_emulator(emails=20, seed=6, api_key=KEY)
     project = tmp_path / "project"
@@ -59,7 +61,9 @@ def test_run_from_a_subfolder_reads_the_projects_dlt_folder(
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_telemetry_is_off_when_run_outside_the_repository(
-    make_emulator, sync_env, tmp_path: Path  # noqa: ANN001
+    make_emulator,
+    sync_env,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     close = make_emulator(emails=20, seed=7)
     outside = tmp_path / "elsewhere"
