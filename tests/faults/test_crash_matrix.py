@@ -19,7 +19,6 @@ import pytest
 
 from close_emulator import EmulatorServer
 from tests.close.test_crash import change_emails
-
 from tests.conftest import DESTINATIONS
 
 from .common import assert_exact, cli, cli_command, cli_env, loads_nothing_new
