@@ -8,6 +8,7 @@ are built from the driver's first message line, from which a DSN's password is m
 """
 
 import errno
+import logging
 import re
 
 _DSN_PASSWORD_RE = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -18,10 +19,33 @@ _FIX = "check DESTINATION__*__CREDENTIALS"
 _DUCKDB_WRAPPERS = ("IOException", "DestinationConnectionError", "PermissionException")
 
 
+_JOB_ECHOES = ("retried in load", "exception in job")
+
+
+class _JobRetryTracebackFilter(logging.Filter):
+    """Drops dlt's logs with a full traceback each time a load job fails or is retried.
+
+    The run then either succeeds or ends in the one line `destination_failure` gives; with
+    more logging asked for (`RUNTIME__LOG_LEVEL=INFO` or lower) the warnings stay.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger("dlt").getEffectiveLevel() < logging.WARNING:
+            return True
+        message = record.getMessage()
+        return not any(echo in message for echo in _JOB_ECHOES)
+
+
+logging.getLogger("dlt").addFilter(_JobRetryTracebackFilter())
+
+
 def destination_failure(exc: BaseException) -> str | None:
     """One line for a destination that cannot be used (not a query that failed on it)."""
     text = _first_line(exc)
     name = type(exc).__name__
+    full = _space_failure(str(exc))
+    if full:
+        return full
     duckdb = _duckdb_failure(text) if name in _DUCKDB_WRAPPERS else None
     if duckdb:
         return duckdb
@@ -41,6 +65,21 @@ def destination_failure(exc: BaseException) -> str | None:
             f"cannot write {exc.filename or 'a file'} ({exc.strerror}); check the folder's"
             " permissions, DLT_DATA_DIR and DESTINATION__DUCKDB__CREDENTIALS"
         )
+    return None
+
+
+_NO_SPACE = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def _space_failure(message: str) -> str | None:
+    """A write that failed for lack of space, wherever dlt wrapped it (a load job, a commit)."""
+    for line in message.splitlines():
+        if any(marker in line for marker in _NO_SPACE):
+            detail = _DSN_PASSWORD_RE.sub(r"\1***@", line.strip())[:300]
+            return (
+                f"no space left to write the load ({detail}); free disk space (DLT_DATA_DIR,"
+                " the DuckDB file's folder, the database server) and run again"
+            )
     return None
 
 
@@ -69,8 +108,6 @@ def _duckdb_failure(text: str) -> str | None:
         )
     if "Permission denied" in text or "Read-only file system" in text:
         return f"DuckDB file cannot be written ({text}); check DESTINATION__DUCKDB__CREDENTIALS"
-    if "No space left" in text or "File too large" in text:
-        return f"no space left for the DuckDB file ({text}); free disk space and run again"
     return None
 
 

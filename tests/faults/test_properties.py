@@ -32,7 +32,9 @@ LOADS = settings(
 TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
 HUGE = st.integers(200_000, 1_500_000).map(lambda n: ("ünïcødé 📨 " * (n // 11 + 1))[:n])
 BODY = st.one_of(st.none(), TEXT, HUGE)
-ADDRESS = st.builds(lambda user, name: f"{user}@example.com", st.from_regex(r"[a-z]{1,8}", fullmatch=True), TEXT)
+ADDRESS = st.builds(
+    lambda user, name: f"{user}@example.com", st.from_regex(r"[a-z]{1,8}", fullmatch=True), TEXT
+)
 MOMENT = st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2030, 1, 1)).map(
     lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
 )
@@ -94,7 +96,9 @@ def test_shaping_keeps_every_value(emails: list[dict[str, Any]]) -> None:
         for key in ("subject", "body_text", "body_html"):
             assert stored[key] == email[key], key
         created = datetime.fromisoformat(email["date_created"].replace("Z", "+00:00"))
-        assert stored["date_created"] == (created if created.tzinfo else created.replace(tzinfo=UTC))
+        assert stored["date_created"] == (
+            created if created.tzinfo else created.replace(tzinfo=UTC)
+        )
     attachments = [r for r in tables["emails__attachments"].to_pylist() if r["_slot"] >= 0]
     assert len(attachments) == sum(len(e["attachments"]) for e in emails)
     message_ids = [r for r in tables["emails__message_ids"].to_pylist() if r["_slot"] >= 0]
