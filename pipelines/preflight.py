@@ -20,8 +20,9 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
     """Raises `DestinationSettingError` for a destination setting that cannot work."""
     if pipeline.destination.destination_name != "duckdb":
         return
-    database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-    if not database or database == ":memory:":
+    credentials = pipeline.destination_client().config.credentials
+    database = getattr(credentials, "database", None)
+    if not isinstance(database, str) or not database or database == ":memory:":
         return
     _check_duckdb_file(Path(database), pipeline.dataset_name)
 
