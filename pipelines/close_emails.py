@@ -48,6 +48,13 @@ def parse_date(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _name(value: str) -> str:
+    """A dataset or pipeline name: not empty (dlt would silently pick a default instead)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS so that options given before the command are not overwritten by the
@@ -59,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to load (default: duckdb)",
     )
     common.add_argument(
-        "--dataset", default=argparse.SUPPRESS, help="dataset (schema) name (default: close)"
+        "--dataset",
+        default=argparse.SUPPRESS,
+        type=_name,
+        help="dataset (schema) name (default: close)",
     )
     common.add_argument(
         "--pipeline-name",
         default=argparse.SUPPRESS,
+        type=_name,
         help="dlt pipeline name; keeps its own state (default: close_emails)",
     )
     parser = argparse.ArgumentParser(

@@ -123,6 +123,8 @@ USAGE = [
     ["backfill", "--start", "2024-02-01", "--end", "2024-01-01"],
     ["backfill", "--start", "2024-01-01"],
     ["sync", "--no-such-flag"],
+    ["sync", "--dataset="],
+    ["status", "--pipeline-name", " "],
     ["frobnicate"],
 ]
 
