@@ -12,11 +12,12 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DESTINATION ?= duckdb
 EMAILS ?= 20000
 
-.PHONY: help venv airflow-venv test test-airflow demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
+.PHONY: help venv airflow-venv test test-airflow soak demo lint format bench bench-quick bench-sync bench-emulator peers-check docs clean
 
 help:
 	@echo "make demo        start the emulator, sync into DuckDB (DESTINATION=postgres for PostgreSQL), show results"
 	@echo "make test        run the whole test suite"
+	@echo "make soak        the long fault matrix and crash/resume soak (tests/faults, -m soak)"
 	@echo "make lint        ruff check, format check and mypy"
 	@echo "make airflow-venv .venv-airflow with the airflow extra; make test then runs the DAG tests too"
 	@echo "make bench       the sync benchmark: one table, six scenarios (BENCH_ARGS='--only storm' etc.)"
@@ -50,6 +51,10 @@ test: $(STAMP)
 # the DAG tests (tests/dags) in the Airflow venv: DagBag import and dag.test() runs
 test-airflow: $(AIRFLOW_STAMP)
 	$(AIRFLOW_VENV)/bin/python -m pytest tests/dags
+
+# the long fault and crash runs (tests marked `soak`): more kill points, seeds and faults
+soak: $(STAMP)
+	$(PY) -m pytest -m soak tests/faults
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py --destination $(DESTINATION) --emails $(EMAILS)

@@ -89,6 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="event date_created/date_updated without a UTC offset, as seen on Close (on)",
     )
     parser.add_argument(
+        "--naive-write-timestamps",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="create/update answers with timestamps without offset and with microseconds, as"
+        " Close's own examples show (off)",
+    )
+    parser.add_argument(
         "--fractional-reset",
         action="store_true",
         help="RateLimit reset in fractional seconds instead of whole seconds",
@@ -148,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         request_log_size=args.request_log_size,
         thread_delete_email_events=args.thread_delete_email_events,
         naive_event_timestamps=args.naive_event_timestamps,
+        naive_write_timestamps=args.naive_write_timestamps,
     )
     emulator = Emulator(config, db_path=args.db)
     try:

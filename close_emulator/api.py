@@ -316,7 +316,7 @@ def create_email(emu: Emulator, req: Request) -> Response:
         errors["lead_id"] = "Object does not exist."
     _field_errors(errors)
     actor = emu.actor_for_request(req.api_key, req.path, "POST")
-    return json_response(200, emu.create_email(actor=actor, **fields))
+    return json_response(200, _written(emu, emu.create_email(actor=actor, **fields)))
 
 
 def update_email(emu: Emulator, req: Request, email_id: str) -> Response:
@@ -346,7 +346,23 @@ def update_email(emu: Emulator, req: Request, email_id: str) -> Response:
             changes.setdefault("date_sent", now)
             changes.setdefault("activity_at", changes["date_sent"])
     actor = emu.actor_for_request(req.api_key, req.path, "PUT")
-    return json_response(200, emu.update_email(email_id, actor=actor, **changes))
+    return json_response(200, _written(emu, emu.update_email(email_id, actor=actor, **changes)))
+
+
+WRITTEN_DATES = ("date_created", "date_updated", "date_sent", "date_scheduled", "activity_at")
+
+
+def _written(emu: Emulator, email: dict[str, Any]) -> dict[str, Any]:
+    """A create/update answer: Close's own examples show its timestamps without an offset
+    and with all six fraction digits (`2013-02-01T00:54:51.331000`), unlike list answers."""
+    if not emu.config.naive_write_timestamps:
+        return email
+    answer = dict(email)
+    for key in WRITTEN_DATES:
+        if answer.get(key):
+            moment = parse_iso(answer[key])
+            answer[key] = moment.replace(tzinfo=None).isoformat(timespec="microseconds")
+    return answer
 
 
 def delete_email(emu: Emulator, req: Request, email_id: str) -> Response:
@@ -400,6 +416,11 @@ def custom_fields(emu: Emulator, req: Request, object_type: str) -> Response:
 # --- event log -----------------------------------------------------------------------------------
 
 
+def _object_action(row: tuple[Any, ...]) -> tuple[str, str]:
+    body = json.loads(row[4])
+    return body.get("object_id") or "", body.get("action") or ""
+
+
 def list_events(emu: Emulator, req: Request) -> Response:
     """GET /event/: newest first, cursor pagination, Close's supported filter combinations."""
     p = req.params
@@ -432,6 +453,8 @@ def list_events(emu: Emulator, req: Request) -> Response:
             cursor_next = ev.encode_cursor(False, last[2], last[0])
         if (more and newer) or (anchor is not None and not newer):
             cursor_previous = ev.encode_cursor(True, first[2], first[0])
+    if emu.faults.applies(req.path):  # out of order, consolidated (cursors as computed)
+        page = emu.faults.shape_events(page, _object_action)
     naive = emu.config.naive_event_timestamps
     data = ",".join(ev.render(row[3], row[1], row[2], row[4], naive) for row in page)
     text = (

@@ -63,6 +63,7 @@ class EmulatorConfig:
     request_log_size: int = 100_000  # entries the request log keeps (the oldest go first)
     thread_delete_email_events: bool = True  # deleting a thread also emits per-email 'deleted'
     naive_event_timestamps: bool = True  # event date_created/date_updated without offset
+    naive_write_timestamps: bool = False  # create/update answers: timestamps without offset, µs
 
 
 @dataclass
@@ -341,6 +342,14 @@ class Emulator:
         with self.store.transaction() as conn:
             old = self._load(conn, email_id)
             return self._save(conn, old, _normalize(changes), actor)
+
+    def remove_field(self, email_id: str, name: str) -> dict:
+        """Schema drift: Close stops sending field `name` of this email (an 'updated' event)."""
+        with self.store.transaction() as conn:
+            old = self._load(conn, email_id)
+            if name in READ_ONLY or name not in old:
+                raise ValueError(f"cannot remove field {name!r}")
+            return self._save(conn, old, {}, None, touch_user=False, removed=(name,))
 
     def delete_email(self, email_id: str, *, actor: Actor | None = None) -> None:
         """Delete an email: a 'deleted' event with its last state."""
@@ -630,14 +639,16 @@ class Emulator:
         actor: Actor | None,
         meta: dict | None = None,
         touch_user: bool = True,
+        removed: tuple[str, ...] = (),
     ) -> dict:
-        """Apply `changes`, bump date_updated, store, and write the 'updated' event."""
+        """Apply `changes` (and drop the `removed` fields), bump date_updated, store, and write
+        the 'updated' event."""
         bad = set(changes) & set(READ_ONLY)
         if bad:
             raise ValueError(f"read-only fields: {', '.join(sorted(bad))}")
         if "status" in changes and changes["status"] not in STATUSES:
             raise ValueError(f"invalid status: {changes['status']}")
-        new = {**old, **changes}
+        new = {key: value for key, value in {**old, **changes}.items() if key not in removed}
         sync_bodies(new, changes)
         if "opens" in changes and "opens_summary" not in changes:
             new["opens_summary"] = opens_summary(new["opens"] or [])
@@ -647,7 +658,7 @@ class Emulator:
             new["updated_by_name"] = self.world.user(actor.user_id)["name"]
         if "date_updated" not in changes:
             new["date_updated"] = fmt(self._stamp(_us(old["date_updated"])))
-        changed = sorted(k for k in new if new[k] != old.get(k))
+        changed = sorted(k for k in new if new[k] != old.get(k)) + sorted(removed)
         if changed == ["date_updated"] or not changed:
             return old
         self.store.put_email(conn, _row(new))

@@ -24,6 +24,12 @@ DEFAULTS: dict[str, Any] = {
     "truncate_rate": 0.0,
     "error_next": 0,
     "error_status": 503,
+    "error_html": False,  # error_next answers with a proxy's HTML page
+    "invalid_json_next": 0,  # 200 with a full-length body that is not JSON
+    "empty_next": 0,  # 200 with an empty body
+    "unauthorized_after": 0,  # 0 = off; after N more API requests every answer is 401
+    "events_shuffle": False,  # event pages in random order (not newest first)
+    "events_consolidate": False,  # one event per object and action within a page
     "drop_next": 0,
     "stall_next": 0,
     "truncate_next": 0,
@@ -47,7 +53,8 @@ class Decision:
     """What to do to one API request."""
 
     delay: float = 0.0  # seconds to sleep first
-    kind: str | None = None  # None, "drop", "stall", "error", "truncate" or "storm"
+    kind: str | None = None  # None, "drop", "stall", "error", "truncate", "storm", "invalid",
+    # "empty" or "unauthorized"
     status: int = 0  # for "error"
     html: bool = False  # for "error": a proxy's HTML page instead of JSON
     seconds: float = 0.0  # stall duration, or the storm's reset time
@@ -78,6 +85,7 @@ class Faults:
             self._storm_epoch = time.monotonic()
             self._drift_pages = 0
             self._drift_done: dict[str, list[str]] | None = None
+            self._requests_until_revoked = 0
 
     def set(self, **kwargs: Any) -> None:
         """Change some settings; unknown keys raise ValueError. Setting a drift key re-arms it."""
@@ -94,6 +102,8 @@ class Faults:
                 self._rng = random.Random(self._values["seed"])
             if "storm_period_s" in kwargs or "storm_duration_s" in kwargs:
                 self._storm_epoch = time.monotonic()  # the first storm starts now
+            if "unauthorized_after" in kwargs:
+                self._requests_until_revoked = self._values["unauthorized_after"]
             if any(key in kwargs for key in _DRIFT_KEYS):
                 self._drift_pages = 0
                 self._drift_done = None
@@ -134,14 +144,21 @@ class Faults:
                 decision.ratelimit_header = v["storm_ratelimit_header"]
                 decision.retry_after = v["storm_retry_after"]
                 decision.body_rate_reset = v["storm_body_rate_reset"]
+            elif self._revoked():
+                decision.kind = "unauthorized"
             elif self._take("error_next"):
                 decision.kind, decision.status = "error", v["error_status"]
+                decision.html = v["error_html"]
             elif self._take("drop_next"):
                 decision.kind = "drop"
             elif self._take("stall_next"):
                 decision.kind, decision.seconds = "stall", v["stall_seconds"]
             elif self._take("truncate_next"):
                 decision.kind = "truncate"
+            elif self._take("invalid_json_next"):
+                decision.kind = "invalid"
+            elif self._take("empty_next"):
+                decision.kind = "empty"
             elif self._roll("drop_rate"):
                 decision.kind = "drop"
             elif self._roll("stall_rate"):
@@ -176,6 +193,32 @@ class Faults:
                 retry_after=v["storm_retry_after"],
                 body_rate_reset=v["storm_body_rate_reset"],
             )
+
+    def _revoked(self) -> bool:
+        """Counts down `unauthorized_after`; True once the key counts as revoked."""
+        if not self._values["unauthorized_after"]:
+            return False
+        if self._requests_until_revoked > 0:
+            self._requests_until_revoked -= 1
+            return False
+        return True
+
+    def shape_events(self, rows: list[Any], object_action: Any) -> list[Any]:
+        """An event page as the faults want it: consolidated (the newest event per object and
+        action, as Close merges rapid updates) and/or shuffled. `object_action(row)` keys."""
+        with self._lock:
+            if self._values["events_consolidate"]:
+                seen: set[Any] = set()
+                kept = []
+                for row in rows:
+                    if object_action(row) not in seen:
+                        seen.add(object_action(row))
+                        kept.append(row)
+                rows = kept
+            if self._values["events_shuffle"]:
+                rows = list(rows)
+                self._rng.shuffle(rows)
+            return rows
 
     def _take(self, key: str) -> bool:
         if self._values[key] > 0:

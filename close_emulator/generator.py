@@ -6,6 +6,7 @@ exactly like the objects on Close's "List or filter all Email activities" page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import string
@@ -126,6 +127,27 @@ def to_json(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+def _shape_roll(key: str) -> int:
+    """0..99 from a stable hash of `key`: picks a documented variant without using the rng
+    (so a seed keeps generating exactly the data it did before the variants existed)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100
+
+
+def _quoted_shape(email_id: str, text: list[dict], html: list[dict]) -> dict[str, Any]:
+    """Close's API description also shows `body_html_quoted` as one object and
+    `body_text_quoted: null`; one email in ten comes that way."""
+    if _shape_roll(email_id) >= 10:
+        return {}
+    return {"body_text_quoted": None, "body_html_quoted": html[0]}
+
+
+def _inline_shape(key: str, content_type: str) -> dict[str, Any]:
+    """Attachments as Close documents them: `content_id` (set for inline images) and
+    `inline_only`."""
+    inline = content_type.startswith("image/") and _shape_roll(key) < 50
+    return {"content_id": f"<{key}@mail.close.com>" if inline else None, "inline_only": inline}
+
+
 def address(person: dict) -> str:
     """`Name <addr>` (or just the address when there is no name), as in the top-level `sender`."""
     return f"{person['name']} <{person['email']}>" if person["name"] else person["email"]
@@ -230,10 +252,17 @@ def body_parts(rng: random.Random, greet: str, sign: str, size: int = 0) -> tupl
     return text, html
 
 
+def _first_part(quoted: list[dict] | dict | None) -> dict:
+    """The visible part of a `body_*_quoted` value: a list of parts, one object, or null."""
+    if isinstance(quoted, dict):
+        return quoted
+    return (quoted or [{}])[0]
+
+
 def visible_body(email: dict) -> tuple[str, str]:
     """The new (not quoted) part of an email's text and HTML bodies."""
-    text = (email.get("body_text_quoted") or [{}])[0].get("text") or email.get("body_text") or ""
-    html = (email.get("body_html_quoted") or [{}])[0].get("html") or email.get("body_html") or ""
+    text = _first_part(email.get("body_text_quoted")).get("text") or email.get("body_text") or ""
+    html = _first_part(email.get("body_html_quoted")).get("html") or email.get("body_html") or ""
     return text, html
 
 
@@ -373,6 +402,7 @@ class EmailFactory:
             "body_text_quoted": quoted_text,
             "body_html_quoted": quoted_html,
             "attachments": self._attachments(email_id),
+            **_quoted_shape(email_id, quoted_text, quoted_html),
             "envelope": envelope,
             "opens": [],
             "opens_summary": None,
@@ -443,6 +473,7 @@ class EmailFactory:
             }
             if content_type.startswith("image/"):
                 item["thumbnail_url"] = f"{base}/thumbnail/{key}/{filename}"
+            item.update(_inline_shape(key, content_type))
             result.append(item)
         return result
 

@@ -180,6 +180,12 @@ class Handler(BaseHTTPRequestHandler):
             response = self._storm(decision, self._peek(key, route.group))
         elif decision.kind == "error":
             response = self._error(decision.status, decision.html)
+        elif decision.kind == "invalid":
+            response = Response(200, b'{"data": [,]}', "application/json")
+        elif decision.kind == "empty":
+            response = Response(200, b"", "application/json")
+        elif decision.kind == "unauthorized":  # the key was revoked while the client ran
+            response = json_response(401, {"error": "Unauthorized"})
         elif key is None or config.api_key not in (None, key):
             response = json_response(401, {"error": "Unauthorized"})
         else:

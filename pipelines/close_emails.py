@@ -11,37 +11,42 @@
 
 Configuration follows dlt's conventions (`.dlt/config.toml`, `.dlt/secrets.toml`, or
 environment variables such as `SOURCES__CLOSE__API_KEY`). Exit codes: 0 success, 1 a run
-that failed (one line on stderr saying what to do), 2 a usage error.
+that failed (one line on stderr saying what to do), 2 a usage error, 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM.
 """
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from dlt.common.destination.exceptions import UnknownDestinationModule
-from dlt.common.destination.reference import Destination
-from dlt.common.exceptions import MissingDependencyException
+from .environment import prepare
+from .interrupts import describe_interrupt, stop_on_signals
 
-from reports import DEFAULT_OUTPUT, ReportError, write_report
+prepare()  # before dlt reads any setting: `.dlt/` of a parent folder, telemetry off
 
-from . import organizations
-from .freshness import add_check_options, check_freshness
-from .logs import configure_logging
-from .run_command import execute, print_summary, progress_mode
-from .runner import (
+from dlt.common.destination.exceptions import UnknownDestinationModule  # noqa: E402
+from dlt.common.destination.reference import Destination  # noqa: E402
+from dlt.common.exceptions import MissingDependencyException  # noqa: E402
+
+from reports import DEFAULT_OUTPUT, ReportError, write_report  # noqa: E402
+
+from . import organizations  # noqa: E402
+from .freshness import add_check_options, check_freshness  # noqa: E402
+from .logs import configure_logging  # noqa: E402
+from .preflight import check_destination  # noqa: E402
+from .run_command import execute, print_summary, progress_mode  # noqa: E402
+from .runner import (  # noqa: E402
     describe_failure,
     make_pipeline,
     run_backfill,
     run_sync,
     status_report,
 )
-from .runs import history_status
+from .runs import history_status  # noqa: E402
 
 COMMANDS = ("sync", "backfill", "status", "report")
 
@@ -74,6 +79,13 @@ def destination_name(value: str) -> str:
     return value
 
 
+def _name(value: str) -> str:
+    """A dataset or pipeline name: not empty (dlt would silently pick a default instead)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS so that options given before the command are not overwritten by the
@@ -87,11 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: duckdb; credentials in DESTINATION__<NAME>__CREDENTIALS)",
     )
     common.add_argument(
-        "--dataset", default=argparse.SUPPRESS, help="dataset (schema) name (default: close)"
+        "--dataset",
+        default=argparse.SUPPRESS,
+        type=_name,
+        help="dataset (schema) name (default: close)",
     )
     common.add_argument(
         "--pipeline-name",
         default=argparse.SUPPRESS,
+        type=_name,
         help="dlt pipeline name; keeps its own state (default: close_emails)",
     )
     common.add_argument(
@@ -198,31 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(args)
     try:
-        orgs = organizations.select(organizations.configured(), args.organization)
-        if orgs:
-            return _run_organizations(args, orgs, started)
-        pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
-        if args.command == "status":
-            if args.check:
-                return check_freshness(pipeline, args.max_age)
-            report = status_report(pipeline)
-            report.update(history_status(pipeline))
-            print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
-            return 0
-        code, summary = execute(
-            pipeline,
-            args.command,
-            _run_function(args, pipeline),
-            describe_failure,
-            wait_s=args.wait,
-            mode=progress_mode(args.quiet, sys.stderr),
-        )
-    except Exception as exc:  # expected failures arrive wrapped by dlt; say them in one line
-        message = describe_failure(exc)
-        if message is None:
+        with stop_on_signals():
+            code, summary = _run_command(args, started)
+    except (Exception, KeyboardInterrupt) as exc:  # dlt wraps what failed; say it in one line
+        message, code = describe_interrupt(exc)
+        if not code and isinstance(exc, Exception):
+            message, code = describe_failure(exc) or "", 1
+        if not message:
             raise
         print(f"error: {message}", file=sys.stderr)
-        return 1
+        return code
     if summary is None:
         return code
     summary["duration_s"] = round(time.monotonic() - started, 2)
@@ -275,6 +276,30 @@ def _run_organizations(
     return 1 if errors else 0
 
 
+def _run_command(args: argparse.Namespace, started: float) -> tuple[int, dict[str, Any] | None]:
+    """Runs `sync` or `backfill` (exit code and summary), or prints `status` (no summary)."""
+    orgs = organizations.select(organizations.configured(), args.organization)
+    if orgs:
+        return _run_organizations(args, orgs, started), None
+    pipeline = make_pipeline(args.pipeline_name, args.destination, args.dataset)
+    check_destination(pipeline)  # before anything is extracted or written
+    if args.command == "status":
+        if args.check:
+            return check_freshness(pipeline, args.max_age), None
+        report = status_report(pipeline)
+        report.update(history_status(pipeline))
+        print(json.dumps(report, indent=2, default=str) if args.json else _key_values(report))
+        return 0, None
+    return execute(
+        pipeline,
+        args.command,
+        _run_function(args, pipeline),
+        describe_failure,
+        wait_s=args.wait,
+        mode=progress_mode(args.quiet, sys.stderr),
+    )
+
+
 def _key_values(report: dict[str, Any], prefix: str = "") -> str:
     lines = []
     for key, value in report.items():
@@ -286,13 +311,12 @@ def _key_values(report: dict[str, Any], prefix: str = "") -> str:
 
 
 def _find_project_dir() -> None:
-    """Lets the command run from any folder of the repository: finds the nearest `.dlt/`."""
-    if "DLT_PROJECT_DIR" in os.environ:
-        return
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / ".dlt").is_dir():
-            os.environ["DLT_PROJECT_DIR"] = str(folder)
-            return
+    """Lets the command run from any folder of the repository: finds the nearest `.dlt/`.
+
+    Done once more at import (`prepare()` above), since dlt reads the folder when its first
+    setting is made; here it only matters when `main` runs in a process that changed folders.
+    """
+    prepare()
 
 
 if __name__ == "__main__":

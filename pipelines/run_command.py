@@ -71,7 +71,10 @@ def execute(
         summary = _with_display(mode, progress, command, lambda: run(progress))
     except BaseException as exc:
         message = describe_failure(exc) if isinstance(exc, Exception) else None
-        _failed(pipeline, record, message or f"interrupted or crashed: {type(exc).__name__}", say)
+        # an interrupt or a bug is recorded here and said by the caller (one line, or the
+        # traceback of a bug), so it is not said twice
+        crashed = f"interrupted or crashed: {type(exc).__name__}"
+        _failed(pipeline, record, message or crashed, say if message else lambda _: None)
         lock.release()
         if message is None:
             raise

@@ -26,7 +26,9 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUn
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from pipelines.change_counts import EmailChangeCounter, warehouse_versions
+from pipelines.failures import destination_failure
 from pipelines.loading import configure, loaded_rows, loader_file_format
+from pipelines.preflight import DestinationSettingError
 from pipelines.run_display import RunProgress
 from sources.close import (
     RunStats,
@@ -200,7 +202,7 @@ def describe_failure(exc: BaseException) -> str | None:
     """One line for an expected failure (bad key, API or destination down), else None."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, CloseApiError | CloseOptionError):
+        if isinstance(seen, CloseApiError | CloseOptionError | DestinationSettingError):
             return str(seen)
         if isinstance(seen, ConfigValueCannotBeCoercedException):
             kind = getattr(seen.hint, "__name__", seen.hint)
@@ -216,20 +218,11 @@ def describe_failure(exc: BaseException) -> str | None:
                     " in .dlt/secrets.toml"
                 )
             return f"missing configuration: {', '.join(seen.fields)}"
-        if _is_connection_failure(seen):
-            first_line = (str(seen).strip().splitlines() or [type(seen).__name__])[0]
-            return f"destination unreachable ({first_line}); check DESTINATION__*__CREDENTIALS"
+        destination = destination_failure(seen)
+        if destination:
+            return destination
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "exception", None)
     return None
-
-
-def _is_connection_failure(exc: BaseException) -> bool:
-    """A destination that cannot be reached (as opposed to a query that failed on it)."""
-    if type(exc).__name__ == "DestinationConnectionError":
-        return True
-    return type(exc).__name__ == "OperationalError" and any(
-        marker in str(exc) for marker in ("could not connect", "Connection refused", "timeout")
-    )
 
 
 def _source_options(include_bodies: bool | None) -> dict[str, Any]:
@@ -247,20 +240,22 @@ def _run(pipeline: dlt.Pipeline, source: Any) -> dict[str, int]:
 
 
 class CrashSwitch(NullCollector):
-    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>[:<run>]` SIGKILLs this process mid-run.
+    """Test hook: `CLOSE_SYNC_KILL_AT=<step>:<n>[:<run>[:<signal>]]` SIGKILLs this process.
 
     dlt reports progress to a collector: `<step>` is `extract`, `normalize` or `load`, and
     the process dies at the n-th progress update of that step (`0` = as the step starts) of
     the `<run>`-th pipeline run of this process (default 1; a backfill makes one run per
     window chunk). The crash-safety tests use it to kill the real CLI mid-extract, between
-    extract and load, and mid-load. Unset (always, outside those tests) it does nothing.
+    extract and load, and mid-load; `<signal>` (`INT`, `TERM`; default `KILL`) sends another
+    signal, once. Unset (always, outside those tests) it does nothing.
     """
 
     runs = 0
 
-    def __init__(self, step: str, updates: int, run: int) -> None:
+    def __init__(self, step: str, updates: int, run: int, signum: int = signal.SIGKILL) -> None:
         self.kill_step, self.kill_after, self.kill_run = step, updates, run
         self.step, self.updates = "", 0
+        self.signum, self.sent = signum, False
 
     @classmethod
     def from_env(cls) -> Collector:
@@ -269,8 +264,8 @@ class CrashSwitch(NullCollector):
         if not setting:
             return NullCollector()
         parts = setting.split(":")
-        step, updates, run = parts + ["0", "1"][len(parts) - 1 :]  # defaults: n=0, run=1
-        return cls(step.lower(), int(updates), int(run))
+        step, updates, run, name = (parts + ["0", "1", "KILL"][len(parts) - 1 :])[:4]
+        return cls(step.lower(), int(updates), int(run), signal.Signals[f"SIG{name}"])
 
     def _start(self, step: str) -> None:
         self.step, self.updates = step.lower(), 0
@@ -285,8 +280,10 @@ class CrashSwitch(NullCollector):
             CrashSwitch.runs == self.kill_run
             and self.step.startswith(self.kill_step)
             and self.updates >= self.kill_after
+            and not self.sent
         ):
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.sent = True  # a second SIGINT/SIGTERM would make dlt stop without draining
+            os.kill(os.getpid(), self.signum)
 
 
 def _finish_pending(pipeline: dlt.Pipeline) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import orjson
 import requests
+import urllib3
 
 from .ratelimit import RateLimiter, Stopped, parse_ratelimit_header
 from .settings import (
@@ -168,6 +169,7 @@ class Answer:
     body: Any = None
     wait: float = 0.0  # throttled: the longest wait Close announced
     problem: str = ""  # transient, fatal: one line
+    unreachable: bool = False  # transient: no connection could be made (refused, no DNS name)
 
 
 def classify(response: requests.Response | None, error: Exception | None, where: str) -> Answer:
@@ -175,11 +177,14 @@ def classify(response: requests.Response | None, error: Exception | None, where:
     if error is not None:
         if isinstance(error, INVALID_REQUEST_EXCEPTIONS):
             return Answer("fatal", problem=f"cannot send {where}: {error}")
+        reason = _connect_failure(error)
+        if reason:
+            return Answer("transient", problem=f"{reason} on {where}", unreachable=True)
         return Answer("transient", problem=f"{type(error).__name__} on {where}")
     assert response is not None
     status = response.status_code
     if status == 200:
-        if "html" in response.headers.get("Content-Type", ""):
+        if "html" in response.headers.get("Content-Type", "") or _looks_like_html(response):
             return Answer("fatal", problem=f"an HTML page, not Close's JSON, answered {where}")
         try:
             # orjson: several times faster than the simplejson `response.json()` picks when
@@ -235,6 +240,7 @@ class CloseClient:
         self._local = threading.local()  # one requests.Session per thread, as dlt's client
         self._time_lock = threading.Lock()
         self._last_server_time: datetime | None = None
+        self._answered = False  # whether any answer came from base_url yet
 
     @property
     def stop(self) -> threading.Event:
@@ -325,6 +331,7 @@ class CloseClient:
                 timeout=self.timeout,
             )
             self._remember_server_time(response)
+            self._answered = True
         except (*RETRYABLE_EXCEPTIONS, *INVALID_REQUEST_EXCEPTIONS) as exc:
             error = exc
         finally:
@@ -361,6 +368,13 @@ class CloseClient:
             )
         if answer.kind == "fatal":
             raise CloseApiError(f"{answer.problem}; check SOURCES__CLOSE__BASE_URL")
+        if answer.unreachable and not self._answered:
+            # a refused connection or an unknown host before Close ever answered is a wrong
+            # URL or a network down, not a blip: retrying it for a minute only hides that
+            raise CloseUnavailableError(
+                f"cannot connect to the Close API at {self.base_url} ({answer.problem});"
+                " check SOURCES__CLOSE__BASE_URL and the network, then re-run"
+            )
         if failures >= self.max_attempts:
             raise CloseUnavailableError(
                 f"Close API at {self.base_url} failed {failures} times in a row"
@@ -393,6 +407,27 @@ class CloseClient:
         with self._time_lock:  # answers arrive out of order across threads: keep the latest
             if self._last_server_time is None or moment > self._last_server_time:
                 self._last_server_time = moment
+
+
+def _looks_like_html(response: requests.Response) -> bool:
+    """A page (a web site, a captive portal) served without an HTML content type."""
+    return response.content[:200].lstrip()[:1] == b"<"
+
+
+def _connect_failure(error: Exception) -> str | None:
+    """ "connection refused" or "unknown host" when no connection could be made, else None.
+
+    requests wraps urllib3's `NewConnectionError` (refused; `NameResolutionError` is one) in
+    a `MaxRetryError` in a `ConnectionError`; a connect *timeout* is not one of them.
+    """
+    if not isinstance(error, requests.ConnectionError) or isinstance(error, requests.Timeout):
+        return None
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return "unknown host"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "connection refused"
+    return None
 
 
 def _error_message(response: requests.Response) -> str:

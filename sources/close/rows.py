@@ -387,7 +387,8 @@ def _root_table(emails: list[dict[str, Any]], include_bodies: bool) -> pa.Table:
     columns[DELETED_COLUMN] = [None] * len(emails)
     table = _to_table(columns, ROOT_SCHEMA, EMAIL_COLUMNS)
     for name, values in _unknown_fields(emails, envelopes).items():
-        table = table.append_column(*_fit_unknown(name, values))
+        for column_name, array in _fit_unknown(name, values):
+            table = table.append_column(column_name, array)
     return table
 
 
@@ -432,12 +433,13 @@ def _unknown_fields(
     return found
 
 
-def _fit_unknown(name: str, values: list[Any]) -> tuple[str, pa.Array]:
-    """An unknown field as a column: arrow's type, or the type the schema already has for it.
+def _fit_unknown(name: str, values: list[Any]) -> list[tuple[str, pa.Array]]:
+    """An unknown field as columns: arrow's type, or the type the schema already has for it.
 
-    Nested values are stored as JSON text. A value that cannot take the stored type goes,
-    with the rest of the page's column, to a `<name>__v_text` variant column instead of
-    failing the load.
+    Nested values are stored as JSON text. When some values cannot take the stored type
+    (Close changed the field's type), those go as text to a `<name>__v_text` variant column
+    (the name dlt gives variants) and the rest stay typed in `<name>`: no row and no value
+    is lost, and rows that still fit keep their column.
     """
     if any(isinstance(v, dict | list) for v in values):
         values = [None if v is None else orjson.dumps(v).decode() for v in values]
@@ -447,11 +449,30 @@ def _fit_unknown(name: str, values: list[Any]) -> tuple[str, pa.Array]:
         array = pa.array([None if v is None else str(v) for v in values], pa.string())
     stored = _stored_type(name)
     if stored is None or array.type == stored or pa.types.is_null(array.type):
-        return name, array
+        return [(name, array)]
     try:
-        return name, array.cast(stored)
+        return [(name, array.cast(stored))]
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return f"{name}__v_text", array.cast(pa.string())
+        return _split_by_fit(name, array.to_pylist(), stored)
+
+
+def _split_by_fit(name: str, values: list[Any], stored: pa.DataType) -> list[tuple[str, pa.Array]]:
+    """`<name>` with the values that take `stored`, `<name>__v_text` with the others as text.
+
+    Value by value, which is slow, but only a page that holds a changed type comes here.
+    """
+    typed: list[Any] = []
+    other: list[str | None] = []
+    for value in values:
+        try:
+            fitted = None if value is None else pa.array([value]).cast(stored)[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            typed.append(None)
+            other.append(str(value))
+            continue
+        typed.append(fitted)
+        other.append(None)
+    return [(name, pa.array(typed, stored)), (f"{name}__v_text", pa.array(other, pa.string()))]
 
 
 def _stored_type(name: str) -> pa.DataType | None:

@@ -21,6 +21,11 @@ BAD = [
     ("MAX_ATTEMPTS", "0"),
     ("REQUEST_TIMEOUT", "0"),
     ("START_DATE", "yesterday-ish"),
+    ("START_DATE", "2030-13-01"),
+    ("CONCURRENCY", "-3"),
+    ("MAX_ATTEMPTS", "1.5"),
+    ("REQUEST_TIMEOUT", "abc"),
+    ("INCLUDE_BODIES", "maybe"),
 ]
 CASES = [("sync", *bad) for bad in [*BAD, ("EVENT_RETENTION_DAYS", "-1")]]
 CASES += [("backfill", *bad) for bad in BAD]  # the backfill reads no event log
@@ -53,3 +58,15 @@ def test_an_old_window_days_setting_is_ignored(
 ) -> None:
     monkeypatch.setenv("SOURCES__CLOSE__WINDOW_DAYS", "7")
     assert "emails.total: 40" in sync(close.base_url)
+
+
+@pytest.mark.parametrize("base_url", ["ftp://example.com/api/v1", "", "127.0.0.1:9/api/v1"])
+def test_an_unusable_base_url_is_one_line_without_retries(
+    close: EmulatorServer, monkeypatch: pytest.MonkeyPatch, base_url: str
+) -> None:
+    monkeypatch.setenv("SOURCES__CLOSE__BASE_URL", base_url)
+    code, _out, err = run_cli("sync")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "SOURCES__CLOSE__BASE_URL" in err, err
+    code, out, _err = run_cli("status")
+    assert code == 0 and "no successful run yet" in out

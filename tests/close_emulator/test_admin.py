@@ -229,7 +229,8 @@ def test_cli_options_and_reused_database(tmp_path) -> None:
         "--emails", "40", "--seed", "2", "--api-key", "secret", "--rate", "7",
         "--max-limit", "20", "--max-skip", "30", "--retention-days", "5", "--history-days", "10",
         "--legacy-rate-headers", "--fractional-reset", "--no-thread-delete-email-events",
-        "--no-naive-event-timestamps", "--latency-ms", "1", "--db", db,
+        "--no-naive-event-timestamps", "--naive-write-timestamps", "--latency-ms", "1",
+        "--db", db,
     ]  # fmt: skip
     with EmulatorProcess(args) as close:
         config = close.admin.config()
@@ -249,6 +250,7 @@ def test_cli_options_and_reused_database(tmp_path) -> None:
             "request_log_size": 100_000,
             "thread_delete_email_events": False,
             "naive_event_timestamps": False,
+            "naive_write_timestamps": True,
         }
         assert close.admin.faults()["latency_ms"] == 1.0
         url = close.base_url + "/activity/email/"
