@@ -150,6 +150,8 @@ def test_results_are_identical_for_any_concurrency(
         # the workers change requests, not what reaches the destination: the other
         # concurrencies are checked on DuckDB and PostgreSQL (keeps MariaDB's cost down)
         pytest.skip("MariaDB: chunked loads checked at the default concurrency 8 only")
+    if destination == "postgres" and concurrency in (2, 4):
+        pytest.skip("PostgreSQL: concurrency 1 and 8 here; 2 and 4 are checked on DuckDB")
     close = make_emulator(emails=1500, seed=31)
     monkeypatch.setenv("SOURCES__CLOSE__CONCURRENCY", str(concurrency))
     monkeypatch.setenv("SOURCES__CLOSE__CHUNK_EMAILS", "400")  # several chunk loads
