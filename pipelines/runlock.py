@@ -8,6 +8,10 @@ data lives, so that it holds for every machine that loads into it:
   the connection's `application_name`, so a refused run reads them from `pg_stat_activity`
   (and `backend_start` says since when). A holder that dies loses its session, and with it
   the lock.
+- MySQL / MariaDB (dlt's `sqlalchemy` destination): a named lock (`GET_LOCK`) on a
+  dedicated connection, which the server also drops with a dead holder's session. Named
+  locks carry no text, so a refused run names the holder by its connection: the client
+  host and the connection id (`information_schema.PROCESSLIST`).
 - DuckDB (one file, one host) and every other destination: an `fcntl` lock on a file, which
   the kernel releases when the holder dies; the holder writes its run id, host, pid and
   start time into it. For DuckDB the file lies beside the database (`<file>.lock`), for
@@ -43,6 +47,8 @@ class Holder:
     since: str = ""
 
     def describe(self) -> str:
+        if not self.pid:  # known only by its database session (MySQL / MariaDB)
+            return f"{self.run_id} from {self.host}"
         return f"run {self.run_id} on {self.host} (pid {self.pid}) since {self.since or '?'}"
 
 
@@ -81,12 +87,65 @@ def lock_for(pipeline: dlt.Pipeline, me: Holder) -> Lock:
     key = f"close_emails:{pipeline.pipeline_name}:{pipeline.dataset_name}"
     if name == "postgres":
         return PostgresAdvisoryLock(credentials.to_native_representation(), key, me)
+    if name == "sqlalchemy" and _is_mysql(credentials):
+        return MySqlNamedLock(credentials.to_native_representation(), key, me)
     if name == "duckdb":
         # one file per pipeline and dataset: the organizations' pipelines share one DuckDB file
         database = Path(str(credentials.database))
         suffix = f"{pipeline.pipeline_name}.{pipeline.dataset_name}.lock"
         return FileLock(database.with_name(f"{database.name}.{suffix}"), me)
     return FileLock(Path(pipeline.working_dir) / "run.lock", me)
+
+
+def _is_mysql(credentials: Any) -> bool:
+    return str(getattr(credentials, "drivername", "")).split("+")[0] in ("mysql", "mariadb")
+
+
+class MySqlNamedLock:
+    """A MySQL/MariaDB named lock, held on a connection of its own for the whole run."""
+
+    def __init__(self, url: str, key: str, me: Holder) -> None:
+        self.url, self.me = url, me
+        # lock names are at most 64 characters
+        self.name = "close-sync:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        import sqlalchemy as sa  # the sqlalchemy extra of dlt
+
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _scalar(self, conn: Any, sql: str, **params: Any) -> Any:
+        import sqlalchemy as sa
+
+        return conn.execute(sa.text(sql), params).scalar()
+
+    def try_acquire(self) -> bool:
+        conn = self._connect()
+        if self._scalar(conn, "SELECT GET_LOCK(:name, 0)", name=self.name) != 1:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def holder(self) -> Holder | None:
+        conn = self._connect()
+        try:
+            holder_id = self._scalar(conn, "SELECT IS_USED_LOCK(:name)", name=self.name)
+            if holder_id is None:
+                return None
+            host = self._scalar(
+                conn, "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = :id", id=holder_id
+            )
+        finally:
+            conn.close()
+        return Holder(f"the session of MySQL/MariaDB connection {holder_id}", str(host or "?"), 0)
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # ending the session releases the lock
+            self._conn = None
 
 
 class FileLock:
