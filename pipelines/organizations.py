@@ -47,8 +47,8 @@ from pipelines.run_command import execute
 from pipelines.run_display import RunProgress
 from sources.close.client import CloseClient
 from sources.close.options import CloseOptionError
-from sources.close.settings import DEFAULT_BASE_URL, ME_PATH
-from warehouse import SqlWarehouse
+from sources.close.settings import DEFAULT_BASE_URL
+from warehouse import SqlWarehouse, missing_duckdb_file
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +168,10 @@ def select(organizations: dict[str, Organization], only: str | None) -> list[Org
 def organization_id(org: Organization) -> str:
     """The id Close gives the organization of `org`'s API key (one `/me/` request)."""
     base_url = org.base_url or dlt.config.get("sources.close.base_url") or DEFAULT_BASE_URL
-    me = CloseClient(org.api_key, str(base_url)).get(ME_PATH)
-    orgs = me.get("organizations") or []
-    if not orgs or not orgs[0].get("id"):
+    found = CloseClient(org.api_key, str(base_url)).organization_id()
+    if found is None:
         raise CloseOptionError(f"organization {org.name}: Close's /me/ names no organization")
-    return str(orgs[0]["id"])
+    return found
 
 
 class OrganizationFailed(Exception):
@@ -266,9 +265,7 @@ def status_each(organizations: list[Organization], where: Target) -> dict[str, A
 
 def _emails_by_organization(pipeline: dlt.Pipeline) -> dict[str, int]:
     """Rows of `emails` per `organization_id` in the shared dataset (none before a load)."""
-    client = pipeline.destination_client()
-    database = getattr(client.config.credentials, "database", None)
-    if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
+    if missing_duckdb_file(pipeline):
         return {}  # no DuckDB file yet: do not create one (options are not checked yet)
     rows = SqlWarehouse(pipeline)._query(
         "SELECT organization_id, COUNT(*) FROM {emails} GROUP BY organization_id"

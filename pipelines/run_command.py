@@ -150,8 +150,7 @@ def organization_id(pipeline: dlt.Pipeline, progress: RunProgress) -> str | None
     if close is None:
         return None
     try:
-        organizations = close.get("me/").get("organizations") or []
-        return str(organizations[0]["id"]) if organizations else None
+        return close.organization_id()  # type: ignore[no-any-return]
     except Exception as exc:  # the run succeeded; a missing id is not worth failing it
         logger.debug("organization id unknown: %s", exc)
         return None

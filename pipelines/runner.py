@@ -42,7 +42,7 @@ from sources.close.client import CloseApiError
 from sources.close.options import CloseOptionError
 from sources.close.settings import DEFAULT_EVENT_RETENTION_DAYS
 from sources.close.timestamps import parse_timestamp
-from warehouse import SqlWarehouse, refresh_views, view_names
+from warehouse import SqlWarehouse, missing_duckdb_file, refresh_views, view_names
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +162,9 @@ def _run_chunks(
 
 def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """Cursors as of the last successful load (read from the destination), rows per table."""
-    client = pipeline.destination_client()
-    database = getattr(client.config.credentials, "database", None)
-    if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
+    if missing_duckdb_file(pipeline):
         return {"status": "no successful run yet", "pipeline": pipeline.pipeline_name}
+    client = pipeline.destination_client()
     try:
         with client:
             state = load_pipeline_state_from_destination(pipeline.pipeline_name, client)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dlt
 
+from warehouse import missing_duckdb_file
+
 from .data import ReportData, read_report_data
 from .page import render
 
@@ -34,9 +36,7 @@ def write_report(pipeline: dlt.Pipeline, output: str | os.PathLike[str] = DEFAUL
 
     Raises ReportError when the dataset holds no load yet (nothing is created then).
     """
-    client = pipeline.destination_client()
-    database = getattr(client.config.credentials, "database", None)
-    if pipeline.destination.destination_name == "duckdb" and not os.path.exists(database or ""):
+    if database := missing_duckdb_file(pipeline):
         raise ReportError(
             f"no warehouse at {database}: run sync first, or set DESTINATION__DUCKDB__CREDENTIALS"
         )

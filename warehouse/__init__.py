@@ -8,7 +8,7 @@ load (`refresh.py`), the lookups the source asks for (`lookups.py`) and the data
 """
 
 from .dialects import sql_dialect
-from .lookups import SqlWarehouse
+from .lookups import SqlWarehouse, missing_duckdb_file
 from .refresh import refresh_views
 from .views import ANALYST_VIEWS, CHILD_VIEWS, EMAILS_DESCRIPTION, view_names
 
@@ -17,6 +17,7 @@ __all__ = [
     "CHILD_VIEWS",
     "EMAILS_DESCRIPTION",
     "SqlWarehouse",
+    "missing_duckdb_file",
     "refresh_views",
     "sql_dialect",
     "view_names",

@@ -5,6 +5,7 @@ longer fills), so the source asks which stored ids match. The queries are portab
 the dataset's qualified table name from dlt's sql client, on every SQL destination.
 """
 
+import os
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +78,18 @@ class SqlWarehouse:
                 return list(client.execute_sql(sql.format(emails=table), *params) or [])
             except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
                 return []  # nothing loaded yet
+
+
+def missing_duckdb_file(pipeline: dlt.Pipeline) -> str | None:
+    """The path of `pipeline`'s DuckDB file when it does not exist yet, else None.
+
+    Reading a DuckDB destination creates its file: callers that only read (status, the
+    report, lookups before options are checked) ask this first.
+    """
+    if pipeline.destination.destination_name != "duckdb":
+        return None
+    database = getattr(pipeline.destination_client().config.credentials, "database", None)
+    return None if os.path.exists(database or "") else str(database)
 
 
 def _aware(value: datetime) -> datetime:

@@ -266,6 +266,12 @@ class CloseClient:
         self.get(ME_PATH)
         return self.last_server_time()
 
+    def organization_id(self) -> str | None:
+        """The id of the organization of this API key (`/me/`), None if Close names none."""
+        organizations = self.get(ME_PATH).get("organizations") or []
+        found = organizations[0].get("id") if organizations else None
+        return str(found) if found else None
+
     def last_server_time(self) -> datetime:
         """The `Date` of the latest answer (our clock if Close sent none)."""
         with self._time_lock:
