@@ -12,14 +12,18 @@ they are (typed-jsonl would make normalize turn every row back into JSON). Any o
 destination gets dlt's preferred format.
 """
 
+import json
+import os
 from typing import Any
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 from dlt.common.destination import TLoaderFileFormat
 
 from sources.close.rows import marker_rows
 
 DUCKDB_MEMORY_LIMIT = "128MB"
+DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
 LOADER_FILE_FORMAT: dict[str, TLoaderFileFormat] = {
     "duckdb": "parquet",
     "motherduck": "parquet",
@@ -55,8 +59,14 @@ def configure() -> None:
     dlt.config["normalize.workers"] = 1
     dlt.config["data_writer.disable_compression"] = True
     dlt.config["load.delete_completed_jobs"] = True
-    key = "destination.duckdb.credentials.global_config"
-    dlt.secrets[key] = {"memory_limit": DUCKDB_MEMORY_LIMIT, **(dlt.config.get(key) or {})}
+    try:  # typed: given as an environment variable it is JSON text, not a table
+        given = dlt.config.get(DUCKDB_GLOBAL_CONFIG, dict) or {}
+    except ConfigValueCannotBeCoercedException:
+        return  # left as given: the door reports it as a bad setting, in one line
+    # into the environment, the provider dlt asks first: a value written to `dlt.secrets`
+    # would lose to the user's own environment variable, and the cap with it
+    env_name = "__".join(DUCKDB_GLOBAL_CONFIG.split(".")).upper()
+    os.environ[env_name] = json.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT, **given})
 
 
 def loaded_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
