@@ -18,6 +18,7 @@ import pyarrow as pa
 from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUndefinedEntity
 
 from sources.close.columns import DELETED_COLUMN
+from sources.close.rows import count_emails
 
 # How many ids one warehouse lookup asks for (`id IN (...)`).
 LOOKUP_BATCH = 1000
@@ -49,17 +50,13 @@ class EmailChangeCounter:
         table = getattr(item, "data", item)
         if not isinstance(table, pa.Table) or not _is_root(table):
             return item
-        ids = table.column("id").to_pylist()
-        versions = table.column("date_updated").to_pylist()
-        deleted = (
-            table.column(DELETED_COLUMN).to_pylist()
-            if DELETED_COLUMN in table.column_names
-            else [None] * len(ids)
-        )
         with self._lock:
-            self.emails_seen += sum(1 for flag in deleted if not flag)
+            self.emails_seen += count_emails([table])
             if self._empty:
                 return item  # everything is new: counted from the table at the end
+            ids = table.column("id").to_pylist()
+            versions = table.column("date_updated").to_pylist()
+            deleted = table.column(DELETED_COLUMN).to_pylist()
             self._look_up(i for i in ids if i not in self._before and i not in self._absent)
             for email_id, version, gone in zip(ids, versions, deleted, strict=True):
                 self._last[email_id] = (version, bool(gone))
