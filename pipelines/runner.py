@@ -28,6 +28,7 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 from pipelines.change_counts import EmailChangeCounter, warehouse_versions
 from pipelines.failures import destination_failure
 from pipelines.loading import configure, loaded_rows, loader_file_format
+from pipelines.postgres_copy import destination_for
 from pipelines.preflight import DestinationSettingError
 from pipelines.run_display import RunProgress
 from sources.close import (
@@ -65,7 +66,7 @@ def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pip
     """The dlt pipeline; DuckDB's file defaults to `<pipeline_name>.duckdb` in the cwd."""
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=destination,
+        destination=destination_for(destination),
         dataset_name=dataset,
     )
 
