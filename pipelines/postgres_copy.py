@@ -59,8 +59,10 @@ class ExactPostgresClient(PostgresClient):
         self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
     ) -> LoadJob:
         job = super().create_load_job(table, file_path, load_id, restore)
-        dlt_prefix = get_dlt_prefix_by_naming_convetion(self.schema.naming)
-        if type(job) is PostgresCsvCopyJob and not table["name"].startswith(dlt_prefix):
+        dlt_table = str(table["name"]).startswith(
+            get_dlt_prefix_by_naming_convetion(self.schema.naming)
+        )
+        if type(job) is PostgresCsvCopyJob and not dlt_table:
             job = ArrowCsvCopyJob(file_path)
         return job
 

@@ -80,4 +80,3 @@ def loads_nothing_new(close: EmulatorServer) -> None:
     assert code == 0, err
     assert f"emails.total: {len(close.emulator.all_emails())}" in out, out
     assert_exact(close)
-
