@@ -28,6 +28,7 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 from pipelines.change_counts import EmailChangeCounter, warehouse_versions
 from pipelines.failures import destination_failure
 from pipelines.loading import configure, loaded_rows, loader_file_format
+from pipelines.postgres_copy import destination_for
 from pipelines.preflight import DestinationSettingError
 from pipelines.run_display import RunProgress
 from sources.close import (
@@ -65,7 +66,7 @@ def make_pipeline(pipeline_name: str, destination: str, dataset: str) -> dlt.Pip
     """The dlt pipeline; DuckDB's file defaults to `<pipeline_name>.duckdb` in the cwd."""
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=destination,
+        destination=destination_for(destination),
         dataset_name=dataset,
     )
 
@@ -140,7 +141,7 @@ def _run_chunks(
     updated and deleted (against the warehouse before the run) and the rows loaded per table.
     """
     walk = WalkRun()
-    progress.walk = walk
+    progress.walk = CrashSwitch.walk = walk
     rows: Counter[str] = Counter()
     try:
         source = make_source(walk)
@@ -244,12 +245,14 @@ class CrashSwitch(NullCollector):
     dlt reports progress to a collector: `<step>` is `extract`, `normalize` or `load`, and
     the process dies at the n-th progress update of that step (`0` = as the step starts) of
     the `<run>`-th pipeline run of this process (default 1; a backfill makes one run per
-    window chunk). The crash-safety tests use it to kill the real CLI mid-extract, between
-    extract and load, and mid-load; `<signal>` (`INT`, `TERM`; default `KILL`) sends another
-    signal, once. Unset (always, outside those tests) it does nothing.
+    window chunk; at normalize and load, the last run when the command makes fewer, as the
+    number of chunks depends on timing). The crash-safety tests use it to kill the real CLI
+    mid-extract, between extract and load, and mid-load; `<signal>` (`INT`, `TERM`; default
+    `KILL`) sends another signal, once. Unset (always, outside those tests) it does nothing.
     """
 
     runs = 0
+    walk: WalkRun | None = None  # the command's chunk loop: is this run its last?
 
     def __init__(self, step: str, updates: int, run: int, signum: int = signal.SIGKILL) -> None:
         self.kill_step, self.kill_after, self.kill_run = step, updates, run
@@ -276,13 +279,18 @@ class CrashSwitch(NullCollector):
 
     def _maybe_kill(self) -> None:
         if (
-            CrashSwitch.runs == self.kill_run
+            (CrashSwitch.runs == self.kill_run or self._last_of_fewer_runs())
             and self.step.startswith(self.kill_step)
             and self.updates >= self.kill_after
             and not self.sent
         ):
             self.sent = True  # a second SIGINT/SIGTERM would make dlt stop without draining
             os.kill(os.getpid(), self.signum)
+
+    def _last_of_fewer_runs(self) -> bool:
+        walk = CrashSwitch.walk
+        last = walk is not None and walk.finished and self.step != "extract"
+        return last and CrashSwitch.runs < self.kill_run
 
 
 def _finish_pending(pipeline: dlt.Pipeline) -> None:

@@ -169,7 +169,8 @@ class Answer:
     body: Any = None
     wait: float = 0.0  # throttled: the longest wait Close announced
     problem: str = ""  # transient, fatal: one line
-    unreachable: bool = False  # transient: no connection could be made (refused, no DNS name)
+    # transient: no connection could be made (refused, no DNS name, connect timed out)
+    unreachable: bool = False
 
 
 def classify(response: requests.Response | None, error: Exception | None, where: str) -> Answer:
@@ -375,8 +376,9 @@ class CloseClient:
         if answer.kind == "fatal":
             raise CloseApiError(f"{answer.problem}; check SOURCES__CLOSE__BASE_URL")
         if answer.unreachable and not self._answered:
-            # a refused connection or an unknown host before Close ever answered is a wrong
-            # URL or a network down, not a blip: retrying it for a minute only hides that
+            # a refused connection, an unknown host or a connect timeout before Close ever
+            # answered is a wrong URL or a network down, not a blip: retrying it for minutes
+            # only hides that (later in a run they are retried: Close was there)
             raise CloseUnavailableError(
                 f"cannot connect to the Close API at {self.base_url} ({answer.problem});"
                 " check SOURCES__CLOSE__BASE_URL and the network, then re-run"
@@ -421,11 +423,15 @@ def _looks_like_html(response: requests.Response) -> bool:
 
 
 def _connect_failure(error: Exception) -> str | None:
-    """ "connection refused" or "unknown host" when no connection could be made, else None.
+    """Why no connection could be made ("connection refused", "unknown host", "connect timed
+    out"), else None (the connection was made: a read timeout, a dropped connection).
 
     requests wraps urllib3's `NewConnectionError` (refused; `NameResolutionError` is one) in
-    a `MaxRetryError` in a `ConnectionError`; a connect *timeout* is not one of them.
+    a `MaxRetryError` in a `ConnectionError`; a connect timeout is its `ConnectTimeout` (a
+    `Timeout` too, like a read timeout, which is not a failure to connect).
     """
+    if isinstance(error, requests.ConnectTimeout):  # an address that drops SYNs: blackholed
+        return "connect timed out"
     if not isinstance(error, requests.ConnectionError) or isinstance(error, requests.Timeout):
         return None
     reason = getattr(error.args[0] if error.args else None, "reason", None)

@@ -60,14 +60,9 @@ def api_requests(close: EmulatorServer) -> list[Any]:
     return [e for e in close.emulator.request_log.snapshot() if e.path.startswith("/api")]
 
 
-def assert_exact(close: EmulatorServer, blank_is_null: bool = False) -> None:
-    """The warehouse equals the emulator's truth: no row lost, duplicated or orphaned.
-
-    `blank_is_null`: expect NULL where Close has an empty string (PostgreSQL: dlt's csv COPY
-    loads with FORCE_NULL on every nullable column, so '' cannot be told from NULL there).
-    """
-    emails = close.emulator.all_emails()
-    assert_warehouse_equals([_blank_to_null(e) for e in emails] if blank_is_null else emails)
+def assert_exact(close: EmulatorServer) -> None:
+    """The warehouse equals the emulator's truth: no row lost, duplicated or orphaned."""
+    assert_warehouse_equals(close.emulator.all_emails())
     for view, key in CHILD_KEYS.items():
         duplicates = query(f"SELECT {key} FROM {{ds}}.{view} GROUP BY {key} HAVING COUNT(*) > 1")
         assert duplicates == [], (view, duplicates[:3])
@@ -85,13 +80,3 @@ def loads_nothing_new(close: EmulatorServer) -> None:
     assert code == 0, err
     assert f"emails.total: {len(close.emulator.all_emails())}" in out, out
     assert_exact(close)
-
-
-def _blank_to_null(value: Any) -> Any:
-    if value == "":
-        return None
-    if isinstance(value, dict):
-        return {key: _blank_to_null(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_blank_to_null(item) for item in value]
-    return value

@@ -4,8 +4,11 @@ Every case runs the sync against a faulty emulator and checks the result against
 emulator's ground truth: either the run completes and the warehouse is exact, or it fails
 with the named one-line message, the cursors are where they were, and one more clean run
 is exact. `first` cases fault a first sync, `incremental` ones the run after changes (the
-event log is read only then). The matrix runs on DuckDB: the faults live in the HTTP layer,
-which does not depend on the destination (PostgreSQL runs the same sync in tests/close).
+event log is read only then). The whole matrix runs on DuckDB: the faults live in the HTTP
+layer, which does not depend on the destination. A few representative cases (ACROSS) run
+on PostgreSQL too, where a failed load or a retried chunk meets a server's transactions:
+ON_POSTGRES in `make test`, all of ACROSS under `make soak`, and all of ACROSS on MariaDB
+under `make soak`.
 """
 
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ import pytest
 from close_emulator import EmulatorServer
 from tests.close.test_crash import change_emails
 from tests.close.utils import run_cli
+from tests.conftest import EVERY_DESTINATION
 
 from .common import assert_exact, cursors, loads_nothing_new
 
@@ -83,10 +87,32 @@ MATRIX: dict[str, Case] = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=[pytest.mark.soak] if c.soak else []) for n, c in MATRIX.items()]
-)
+# a 429 storm, a 5xx with an HTML body, dropped connections, truncated JSON, a revoked key
+ACROSS = ("429-body-rate_reset", "503-html", "dropped-connections", "truncated-json",
+          "key-revoked-mid-walk")  # fmt: skip
+ON_POSTGRES = {"429-body-rate_reset", "503-html", "key-revoked-mid-walk"}  # `make test` time
+
+
+def cases() -> list[Any]:
+    """(destination, case name) pairs, marked `soak` where they run only under `make soak`."""
+    params = []
+    for destination in EVERY_DESTINATION:
+        target = getattr(destination, "values", [destination])[0]
+        marks = list(getattr(destination, "marks", []))
+        for name, case in MATRIX.items():
+            if target == "duckdb":
+                quick = not case.soak
+            elif name in ACROSS:
+                quick = target == "postgres" and name in ON_POSTGRES
+            else:
+                continue
+            soak = [] if quick else [pytest.mark.soak]
+            label = getattr(destination, "id", None) or target
+            params.append(pytest.param(target, name, marks=marks + soak, id=f"{name}-{label}"))
+    return params
+
+
+@pytest.mark.parametrize("destination, name", cases(), indirect=["destination"])
 def test_fault_matrix(
     make_emulator,
     sync_env,
