@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from close_emulator.testing import EmulatorProcess
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
 POSTGRES_DSN = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 # proxies resolved for real hosts must not carry loopback traffic
+TRACE_FILE = "requests.jsonl"  # the sync's own request trace (sources/close/trace.py)
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -109,6 +111,7 @@ class SyncResult:
     wall_s: float
     maxrss_mb: float
     emulator: Counts
+    trace: list[dict[str, Any]] = field(default_factory=list)  # the sync's request trace
 
     def figure(self, key: str) -> int:
         """An integer from the summary (0 when missing)."""
@@ -144,6 +147,7 @@ class SyncRunner:
             DESTINATION__POSTGRES__CREDENTIALS=self.postgres_dsn,
             DLT_DATA_DIR=str(run_dir / "dlt"),
             RUNTIME__DLTHUB_TELEMETRY="false",
+            CLOSE_SYNC_REQUEST_TRACE=str(run_dir / TRACE_FILE),
             PYTHONPATH=str(ROOT),
         )
         return env
@@ -159,6 +163,8 @@ class SyncRunner:
         command += ["--destination", destination, "--pipeline-name", "close_bench"]
         command += ["--dataset", dataset]
         emulator.admin.clear_requests()
+        trace = run_dir / TRACE_FILE
+        trace.unlink(missing_ok=True)
         result = subprocess.run(
             command, env=self.env(emulator, run_dir), cwd=run_dir, capture_output=True, text=True
         )
@@ -173,6 +179,7 @@ class SyncRunner:
             measured["wall_s"],
             measured["maxrss_kb"] / 1024,
             Counts.read(emulator),
+            [json.loads(line) for line in trace.read_text().splitlines()] if trace.exists() else [],
         )
 
 

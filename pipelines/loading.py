@@ -5,7 +5,8 @@ straight to parquet at extract; normalize then has next to nothing to do. DuckDB
 parquet files directly. PostgreSQL gets them rewritten as csv by pyarrow and loads them with
 COPY, several times faster than dlt's default INSERT statements; arrow's csv writer counts
 rows correctly (dlt 1.31's writer for dict rows counted every row's columns instead, which
-once made 2,000 emails look like 78,631 rows). Parquet into PostgreSQL would need ADBC
+once made 2,000 emails look like 78,631 rows); that COPY keeps an empty string apart from
+NULL (`postgres_copy.py`, without dlt's FORCE_NULL). Parquet into PostgreSQL would need ADBC
 (`adbc-driver-postgresql`), which COPY made unnecessary. dlt's sqlalchemy destination
 (MySQL/MariaDB and others) takes parquet or typed-jsonl; parquet keeps the arrow tables as
 they are (typed-jsonl would make normalize turn every row back into JSON). Any other

@@ -40,6 +40,7 @@ from .settings import (
     ME_PATH,
     READ_TIMEOUT_S,
 )
+from .trace import TRACE
 
 __all__ = [
     "CloseApiError",
@@ -324,6 +325,7 @@ class CloseClient:
         if not self.limiter.admits(group):
             self.limiter.release(group, None, throttled=True)
             return Answer("held")
+        sent = time.time()  # for the benchmark's trace: just after the limiter's last check
         self.stats.add(requests=1)
         response: requests.Response | None = None
         error: Exception | None = None
@@ -347,6 +349,8 @@ class CloseClient:
             throttled = answer is not None and answer.kind == "throttled"
             if throttled:
                 self.limiter.block(group, answer.wait)  # type: ignore[union-attr]
+            status = response.status_code if response is not None else 0
+            TRACE.record(group, sent, status, answer.wait if throttled else 0.0)  # type: ignore[union-attr]
             self.limiter.release(
                 group, response.headers if response is not None else None, throttled
             )

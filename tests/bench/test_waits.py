@@ -8,7 +8,12 @@ import time
 import pytest
 import requests
 
-from bench.waits import announced_waits, requests_inside_waits, storm_bound_s
+from bench.waits import (
+    announced_waits,
+    client_requests_inside_waits,
+    requests_inside_waits,
+    storm_bound_s,
+)
 from close_emulator import EmulatorServer
 
 EMAILS = "GET /activity/email/"
@@ -81,3 +86,15 @@ def test_a_client_ignoring_a_real_storm_is_caught(stormy: EmulatorServer) -> Non
     time.sleep(1.05)
     assert session.get(url, timeout=10).status_code == 200
     assert requests_inside_waits(stormy.admin.requests()) == 2
+
+
+def test_the_client_trace_counts_from_when_the_client_read_the_429() -> None:
+    trace = [
+        {"group": EMAILS, "sent": 10.0, "seen": 10.2, "status": 429, "wait": 2.0},
+        # arrived after the emulator answered the 429, sent before the client read it
+        {"group": EMAILS, "sent": 10.19, "seen": 10.4, "status": 429, "wait": 1.5},
+        {"group": EMAILS, "sent": 10.3, "seen": 10.5, "status": 200},  # sent inside
+        {"group": EVENTS, "sent": 10.3, "seen": 10.5, "status": 200},  # another group
+        {"group": EMAILS, "sent": 12.2, "seen": 12.4, "status": 200},  # the wait has passed
+    ]
+    assert client_requests_inside_waits(trace) == 1
