@@ -26,6 +26,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationUn
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from pipelines.change_counts import EmailChangeCounter, warehouse_versions
+from pipelines.collection import rare_collections
 from pipelines.failures import destination_failure
 from pipelines.loading import configure, loaded_rows, loader_file_format
 from pipelines.postgres_copy import destination_for
@@ -140,6 +141,16 @@ def _run_chunks(
     a pending load is finished or a request is sent. Returns the counter of emails new,
     updated and deleted (against the warehouse before the run) and the rows loaded per table.
     """
+    with rare_collections():
+        return _chunk_loop(pipeline, make_source, progress, lookups)
+
+
+def _chunk_loop(
+    pipeline: dlt.Pipeline,
+    make_source: Callable[[WalkRun], Any],
+    progress: RunProgress,
+    lookups: SqlWarehouse,
+) -> tuple[EmailChangeCounter, Counter[str]]:
     walk = WalkRun()
     progress.walk = CrashSwitch.walk = walk
     rows: Counter[str] = Counter()

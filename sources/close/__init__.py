@@ -45,8 +45,9 @@ from .changes import (
 )
 from .client import CloseClient
 from .options import check_options
+from .prefetch import Batch, Prefetch
 from .progress import Interval, from_state, gaps, loaded_until, merge, to_state
-from .rows import NON_BODY_FIELDS, resource_hints, shape
+from .rows import NON_BODY_FIELDS, finish, resource_hints
 from .settings import (
     BATCH_EMAILS,
     BUFFER_PAGES,
@@ -63,6 +64,7 @@ from .settings import (
     MAX_ATTEMPTS,
     MAX_CHUNK_FACTOR,
     PAGE_LIMIT,
+    PREFETCH_BATCHES,
     READ_TIMEOUT_S,
     THREAD_OBJECT_TYPE,
     WALK_SAFETY_LAG,
@@ -90,35 +92,46 @@ class WalkRun:
 
     client: CloseClient | None = None
     walk: Walk | None = None
+    prefetch: Prefetch | None = None  # shapes the walk's pages ahead
     done: list[Interval] = field(default_factory=list)  # loaded before this chunk
     spans: dict[int, Interval] = field(default_factory=dict)  # span id -> read part
     seen: set[str] = field(default_factory=set)  # backfill: ids Close listed in this run
     fresh_event_cursor: bool = False
     finished: bool = False
 
-    def take(self, chunk_emails: int) -> Iterator[list[dict[str, Any]]]:
-        """The next emails of the walk, at least `chunk_emails` of them, noting their progress.
+    def take(self, chunk_emails: int) -> Iterator[Batch]:
+        """The next shaped batches of the walk, at least `chunk_emails` emails, noting their
+        progress.
 
         The chunk ends where loading it costs least: once it holds `chunk_emails`, as soon
-        as the workers are waiting on Close (they keep fetching while it loads); while they
-        are waiting on us instead (a full buffer, e.g. no rate limit), it grows up to
-        `MAX_CHUNK_FACTOR` times, saving loads. Yields batches of several pages: dlt's
-        per-item work on arrow tables then runs once per batch, not once per page.
+        as the walk is waiting on Close (it keeps fetching and shaping while this chunk
+        loads); while it is waiting on us instead (full buffers, e.g. no rate limit), it
+        grows up to `MAX_CHUNK_FACTOR` times, saving loads.
         """
-        assert self.walk is not None
-        taken, batch = 0, []
-        for page in self.walk.pages():
-            self.spans[page.span_id] = page.done
-            batch.extend(page.emails)
-            taken += len(page.emails)
-            if len(batch) >= BATCH_EMAILS:
-                yield batch
-                batch = []
-            if chunk_emails and taken >= chunk_emails:
-                if not self.walk.backlogged() or taken >= MAX_CHUNK_FACTOR * chunk_emails:
-                    break
-        if batch:
+        assert self.prefetch is not None
+        taken = 0
+        for batch in self.prefetch.batches():
+            self.spans.update(batch.done)
+            taken += batch.emails
             yield batch
+            if chunk_emails and taken >= chunk_emails:
+                if not self.prefetch.backlogged() or taken >= MAX_CHUNK_FACTOR * chunk_emails:
+                    break
+
+    def windows(self) -> int:
+        """The walk's spans so far: one per worker to begin with, plus one per split."""
+        return self.walk.spans.initial + self.walk.spans.splits if self.walk else 0
+
+    @property
+    def walked(self) -> bool:
+        """Whether every page of the walk has been handed to a load."""
+        return self.prefetch is not None and self.prefetch.finished
+
+    def start(self, walk: Walk, include_bodies: bool, chunk_emails: int) -> None:
+        """Starts the walk, its pages shaped ahead into about one chunk's worth of batches."""
+        self.walk = walk
+        batch = min(BATCH_EMAILS, chunk_emails) if chunk_emails else BATCH_EMAILS
+        self.prefetch = Prefetch(walk, include_bodies, _depth(chunk_emails), batch)
 
     def loaded(self) -> list[Interval]:
         """What is loaded once this chunk is: the earlier ranges and the spans' read parts."""
@@ -128,7 +141,9 @@ class WalkRun:
         """Ends the command: stops the walk's workers, also those asleep in the limiter."""
         if self.client is not None:
             self.client.stop.set()
-        if self.walk is not None and not self.walk.finished:
+        if self.prefetch is not None:
+            self.prefetch.close()
+        elif self.walk is not None and not self.walk.finished:
             self.walk.close()
 
 
@@ -200,12 +215,13 @@ def close_source(
                 run.fresh_event_cursor = True
             run.done = _loaded_ranges(client, state, history_start)
             todo = gaps((history_start, started - WALK_SAFETY_LAG), run.done)
-            run.walk = Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails))
+            run.start(Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails)),
+                      include_bodies, chunk_emails)  # fmt: skip
         run.done = run.loaded()
-        for page in run.take(chunk_emails if chunked else 0):
-            yield from shape(page, include_bodies)
+        for batch in run.take(chunk_emails if chunked else 0):
+            yield from finish(batch.shaped)
         state["walk"] = {"done": to_state(run.loaded())}
-        run_stats.windows = run.walk.spans.initial + run.walk.spans.splits
+        run_stats.windows = run.windows()
 
     def changes() -> Iterator[TDataItems]:
         """Yields emails created, changed or deleted since the event cursor (source state).
@@ -217,7 +233,7 @@ def close_source(
         longer reaches the cursor, reconciles the whole history first. No incremental here:
         a re-fetched email is usually far behind the walk's cursor and must not be dropped.
         """
-        if run.walk is None or not run.walk.finished:
+        if not run.walked:
             return  # more chunks of the walk to come
         state = dlt.current.source_state()
         scan_started = client.server_now()
@@ -346,12 +362,13 @@ def close_backfill(
             todo = gaps((history_start, started + timedelta(seconds=1)), run.done)
             filters = {"activity_at__gte": format_timestamp(start),
                        "activity_at__lt": format_timestamp(end)}  # fmt: skip
-            run.walk = Walk(client, todo, concurrency, fields, filters, _buffer(chunk_emails))
+            walk = Walk(client, todo, concurrency, fields, filters, _buffer(chunk_emails))
+            run.start(walk, include_bodies, chunk_emails)
         else:
             before = run.done = run.loaded()
-        for page in run.take(chunk_emails if chunked else 0):
-            run.seen.update(e["id"] for e in page)
-            yield from shape(page, include_bodies)
+        for batch in run.take(chunk_emails if chunked else 0):
+            run.seen.update(batch.shaped.versions)
+            yield from finish(batch.shaped)
         after = run.loaded()
         newly = [piece for lo_hi in after for piece in gaps(lo_hi, before)]
         if warehouse is not None and newly:
@@ -359,9 +376,8 @@ def close_backfill(
             unseen = {i for i, made in stored.items() if _within(made, newly)} - run.seen
             yield from refresh(client, unseen, fields, include_bodies, run_stats)
         progress["done"] = to_state(after)
-        progress["finished"] = run.walk.finished
-        run.finished = run.walk.finished
-        run_stats.windows = run.walk.spans.initial + run.walk.spans.splits
+        progress["finished"] = run.finished = run.walked
+        run_stats.windows = run.windows()
 
     return _emails_resource(backfill, "email_backfill")
 
@@ -375,6 +391,12 @@ def _buffer(chunk_emails: int) -> int:
     while a chunk normalizes and loads, few enough to keep memory flat (a page of 100 emails
     with bodies takes about 2 MB as Python objects)."""
     return max(4, min(BUFFER_PAGES, chunk_emails // PAGE_LIMIT)) if chunk_emails else BUFFER_PAGES
+
+
+def _depth(chunk_emails: int) -> int:
+    """Shaped batches held ahead of the loader: about half a chunk's worth (a batch of
+    1,000 emails with bodies takes about 20 MB as Python objects, kept for `rows.finish`)."""
+    return max(2, min(PREFETCH_BATCHES, chunk_emails // BATCH_EMAILS // 2))
 
 
 def backfill_key(start: datetime, end: datetime) -> str:

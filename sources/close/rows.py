@@ -25,6 +25,7 @@ import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -152,12 +153,124 @@ def shape(emails: list[dict[str, Any]], include_bodies: bool) -> list[Any]:
     the same as, one already shaped for the current load is left out.
     """
     emails, earlier = _MEMORY.admit(emails)
-    mark = _marker()
-    items = [mark(_root_table(emails, include_bodies), ROOT_HINTS)]
-    for key, columns in _child_rows(emails, earlier).items():
+    shaped = _build(emails, earlier, include_bodies)
+    for email_id, lengths in shaped.lengths.items():
+        _MEMORY.record(email_id, lengths)
+    return _items(shaped)
+
+
+@dataclass
+class Shaped:
+    """A batch of emails shaped as if nothing of them were in the current load yet.
+
+    Built by `preshape` outside dlt's extract (in a thread of its own, while a chunk loads);
+    `finish` turns it into items inside the extract, where the load's memory and the schema
+    are known.
+    """
+
+    root: pa.Table  # known columns only, one row per email (the newest version per id)
+    unknown: dict[str, list[Any]]  # fields this code does not know, fitted in `finish`
+    children: dict[str, pa.Table]
+    versions: dict[str, float]  # email id -> `_version_key`
+    lengths: dict[str, tuple[int, ...]]  # email id -> lengths of its lists
+    markers: dict[str, int]  # marker rows per child table name
+
+
+def preshape(emails: list[dict[str, Any]], include_bodies: bool) -> Shaped:
+    """Shapes a batch without dlt's context (safe in any thread): see `Shaped`."""
+    newest: dict[str, dict[str, Any]] = {}
+    for email_obj in emails:
+        kept = newest.get(email_obj["id"])
+        if kept is None or _version_key(email_obj) > _version_key(kept):
+            newest[email_obj["id"]] = email_obj
+    return _build(list(newest.values()), {}, include_bodies)
+
+
+def finish(shaped: Shaped) -> list[Any]:
+    """The items of a shaped batch for the load being extracted (see `shape`).
+
+    An email already shaped for this load in the same or a newer version is left out; one
+    replacing an older version gets deletion markers for the slots only that one had.
+    """
+    stale, earlier = _MEMORY.take(shaped.versions, shaped.lengths)
+    if stale:
+        shaped = _without(shaped, stale)
+    if earlier:
+        shaped = _with_old_slots_deleted(shaped, earlier)
+    return _items(shaped)
+
+
+def _without(shaped: Shaped, ids: set[str]) -> Shaped:
+    """The batch without the emails `ids` (rare: the walk listed an email twice in a load)."""
+    gone = pa.array(sorted(ids), pa.string())
+    keep = pc.invert(pc.is_in(shaped.root.column("id"), value_set=gone))
+    kept = keep.to_pylist()
+    children = {key: table.filter(pc.invert(pc.is_in(table.column("email_id"), value_set=gone)))
+                for key, table in shaped.children.items()}  # fmt: skip
+    unknown = {name: [v for v, k in zip(values, kept, strict=True) if k]
+               for name, values in shaped.unknown.items()}  # fmt: skip
+    versions = {i: v for i, v in shaped.versions.items() if i not in ids}
+    return replace(shaped, root=shaped.root.filter(keep), children=children, unknown=unknown,
+                   versions=versions)  # fmt: skip
+
+
+def _with_old_slots_deleted(shaped: Shaped, earlier: dict[str, tuple[int, ...]]) -> Shaped:
+    """Adds deletion markers for the slots that earlier versions in this load had beyond the
+    new lists' lengths (as `_child_rows` does when shaping against the load's memory)."""
+    ids = shaped.root.column("id").to_pylist()
+    updated = dict(zip(ids, shaped.root.column("date_updated").to_pylist(), strict=True))
+    children, markers = dict(shaped.children), dict(shaped.markers)
+    for index, key in enumerate(CHILD_COLUMNS):
+        slots = [(email_id, slot) for email_id, before in earlier.items()
+                 for slot in range(shaped.lengths[email_id][index], _length(before, key))]  # fmt: skip
+        if not slots:
+            continue
+        columns: dict[str, list[Any]] = {
+            name: [None] * len(slots) for name in CHILD_SCHEMAS[key].names
+        }
+        columns["email_id"] = [email_id for email_id, _ in slots]
+        columns[SLOT] = [slot for _, slot in slots]
+        columns[VERSION] = [updated[email_id] for email_id, _ in slots]
+        columns[DELETED_COLUMN] = [True] * len(slots)
         table = _to_table(columns, CHILD_SCHEMAS[key], CHILD_COLUMNS[key])
-        items.append(mark(table, CHILD_HINTS[key]))
+        children[key] = pa.concat_tables([children[key], table])
+        name = CHILD_TABLE_NAMES[key]
+        markers[name] = markers.get(name, 0) + len(slots)
+    return replace(shaped, children=children, markers=markers)
+
+
+def _items(shaped: Shaped) -> list[Any]:
+    """The shaped tables wrapped for dlt, unknown fields fitted to the schema's types."""
+    for table, rows in shaped.markers.items():
+        _MEMORY.count_markers(table, rows)
+    root = shaped.root
+    for name, values in shaped.unknown.items():
+        for column_name, array in _fit_unknown(name, values):
+            root = root.append_column(column_name, array)
+    mark = _marker()
+    items = [mark(root, ROOT_HINTS)]
+    items += [mark(table, CHILD_HINTS[key]) for key, table in shaped.children.items()]
     return items
+
+
+def _build(
+    emails: list[dict[str, Any]], earlier: dict[str, tuple[int, ...]], include_bodies: bool
+) -> Shaped:
+    """The arrow tables of admitted emails; `earlier` has the list lengths of versions of
+    them shaped before in this load (their extra slots get deletion markers)."""
+    lengths: dict[str, tuple[int, ...]] = {}
+    markers: dict[str, int] = {}
+    rows = _child_rows(emails, earlier, lengths, markers)
+    children = {key: _to_table(columns, CHILD_SCHEMAS[key], CHILD_COLUMNS[key])
+                for key, columns in rows.items()}  # fmt: skip
+    return Shaped(
+        root=_root_table(emails, include_bodies),
+        unknown=_unknown_fields(emails, [e.get("envelope") or {} for e in emails]),
+        children=children,
+        versions={e["id"]: _version_key(e) for e in emails},
+        lengths=lengths,
+        markers=markers,
+    )
 
 
 def deletion_items(ids: Iterable[str], deleted_at: datetime) -> list[Any]:
@@ -335,6 +448,26 @@ class _LoadMemory:
         if self.seen is not None and email_id in self.seen:
             self.seen[email_id] = (self.seen[email_id][0], lengths)
 
+    def take(
+        self, versions: dict[str, float], lengths: dict[str, tuple[int, ...]]
+    ) -> tuple[set[str], dict[str, tuple[int, ...]]]:
+        """Remembers a batch shaped ahead (`preshape`), as `admit` does a page: returns the
+        ids to leave out (this load has them in the same or a newer version) and the list
+        lengths of the older versions the others replace."""
+        seen = self._current()
+        if seen is None:
+            return set(), {}
+        stale, earlier = set(), {}
+        for email_id, version in versions.items():
+            before = seen.get(email_id)
+            if before is not None and version <= before[0]:
+                stale.add(email_id)
+                continue
+            if before is not None:
+                earlier[email_id] = before[1]
+            seen[email_id] = (version, lengths.get(email_id, ()))
+        return stale, earlier
+
     def forget(self, ids: list[str]) -> dict[str, tuple[int, ...]]:
         """List lengths of earlier versions of deleted emails; later versions are not shaped."""
         seen = self._current()
@@ -371,7 +504,7 @@ def marker_rows(load_id: str) -> dict[str, int]:
 
 
 def _root_table(emails: list[dict[str, Any]], include_bodies: bool) -> pa.Table:
-    """The `emails` arrow table of a page: known columns typed, unknown ones inferred."""
+    """The `emails` arrow table of a page, its known columns typed (see `_fit_unknown`)."""
     envelopes = [e.get("envelope") or {} for e in emails]
     columns: dict[str, Any] = {}
     for name in EMAIL_COLUMNS:
@@ -385,11 +518,7 @@ def _root_table(emails: list[dict[str, Any]], include_bodies: bool) -> pa.Table:
         columns[name] = [env.get(name[len(ENVELOPE_PREFIX) :]) for env in envelopes]
     columns["envelope__date_utc"] = [parse_rfc2822(env.get("date")) for env in envelopes]
     columns[DELETED_COLUMN] = [None] * len(emails)
-    table = _to_table(columns, ROOT_SCHEMA, EMAIL_COLUMNS)
-    for name, values in _unknown_fields(emails, envelopes).items():
-        for column_name, array in _fit_unknown(name, values):
-            table = table.append_column(column_name, array)
-    return table
+    return _to_table(columns, ROOT_SCHEMA, EMAIL_COLUMNS)
 
 
 def _to_arrow(values: list[Any], field: pa.Field, spec: ColumnSpec) -> pa.Array:
@@ -486,17 +615,21 @@ def _stored_type(name: str) -> pa.DataType | None:
 
 
 def _child_rows(
-    emails: list[dict[str, Any]], earlier: dict[str, tuple[int, ...]]
+    emails: list[dict[str, Any]],
+    earlier: dict[str, tuple[int, ...]],
+    lengths: dict[str, tuple[int, ...]],
+    markers: dict[str, int],
 ) -> dict[str, dict[str, list[Any]]]:
     """The child rows of a page as columns, per child table: each email's rows, a marker row
-    if its list is empty, and hard-deleted slots an earlier version in this load had."""
+    if its list is empty, and hard-deleted slots an earlier version in this load had. Fills
+    `lengths` (each email's list lengths) and `markers` (marker rows per child table)."""
     children: dict[str, dict[str, list[Any]]] = {
         key: {name: [] for name in CHILD_SCHEMAS[key].names} for key in CHILD_COLUMNS
     }
     for email_obj in emails:
         email_id = email_obj["id"]
         version = parse_timestamp(email_obj.get("date_updated"))
-        lengths: list[int] = []
+        sizes: list[int] = []
         for key, rows in _lists(email_obj).items():
             columns = children[key]
             names = _CHILD_FIELDS[key]
@@ -517,9 +650,11 @@ def _child_rows(
             added = len(rows) + len(gone)
             columns[VERSION].extend([version] * added)
             columns[DELETED_COLUMN].extend([None] * len(rows) + [True] * len(gone))
-            lengths.append(len(rows))
-            _MEMORY.count_markers(CHILD_TABLE_NAMES[key], len(gone))
-        _MEMORY.record(email_id, tuple(lengths))
+            sizes.append(len(rows))
+            if gone:
+                table = CHILD_TABLE_NAMES[key]
+                markers[table] = markers.get(table, 0) + len(gone)
+        lengths[email_id] = tuple(sizes)
     return children
 
 

@@ -30,6 +30,7 @@ DEFAULT_CHUNK_EMAILS = 10_000
 # 22.6 s, 50,000 per chunk 20.2 s, at the same peak memory: chunks are streamed, not held).
 MAX_CHUNK_FACTOR = 10
 BATCH_EMAILS = 1_000  # emails shaped into one set of arrow tables
+PREFETCH_BATCHES = 5  # shaped batches held ahead of the loader at most (see `_depth`)
 BUFFER_PAGES = 32  # pages fetched ahead of the loader at most (about 65 MB with bodies)
 # An idle worker splits a busy span only when about this many rows seem left in it: each split
 # costs a partly filled page or two, so splitting small remainders would waste requests.

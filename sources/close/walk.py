@@ -261,6 +261,8 @@ class Walk:
         self._start()
         while True:
             item = self._queue.get()
+            if item is _CLOSED:
+                return
             if item is None:  # a worker ended
                 with self._lock:
                     self._running -= 1
@@ -320,6 +322,13 @@ class Walk:
             except queue.Empty:
                 pass
         self._threads.clear()
+        try:  # wakes a consumer in another thread (`Prefetch`) waiting for the next page
+            self._queue.put_nowait(_CLOSED)
+        except queue.Full:
+            pass
+
+
+_CLOSED = object()  # put by `Walk.close`: the walk ends without finishing
 
 
 def walk_all(

@@ -1,0 +1,111 @@
+"""Shaping the walk's pages ahead, in a thread of its own, while the previous chunk loads.
+
+dlt extracts, normalizes and loads one chunk after the other on the main thread, and the
+load is mostly the destination's own work (DuckDB and the PostgreSQL driver run without
+Python's GIL). Shaping pages into arrow tables is the costliest Python step of a sync, so
+this thread does it meanwhile: it reads the walk's pages, gathers them into batches (of
+`BATCH_EMAILS`, or a smaller chunk) and shapes each (`rows.preshape`) into a bounded queue. The next chunk's
+extract then only hands finished batches to dlt (`rows.finish`).
+"""
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .progress import Interval
+from .rows import Shaped, preshape
+from .walk import Walk
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Shaped emails of several pages, and what of each span is read once they are loaded."""
+
+    shaped: Shaped
+    done: dict[int, Interval]  # span id -> its completely read interval
+    emails: int
+
+
+class Prefetch:
+    """Batches of the walk's pages, shaped by a thread of its own into a queue of `depth`;
+    a batch holds at least `batch_emails` emails (fewer at the walk's end).
+
+    `batches()` may be read in several sittings (one per chunk), like `Walk.pages()`;
+    `finished` turns true once the last batch has been read.
+    """
+
+    def __init__(self, walk: Walk, include_bodies: bool, depth: int, batch_emails: int) -> None:
+        self.walk = walk
+        self.include_bodies = include_bodies
+        self.batch_emails = batch_emails
+        self.finished = False
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._iterator: Iterator[Batch] | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        """The shaped batches in the walk's order; resumes where the last sitting stopped."""
+        if self._iterator is None:
+            self._iterator = self._consume()
+        return self._iterator
+
+    def backlogged(self) -> bool:
+        """Whether the walk outpaces the loader: the shaped batches fill their queue, or the
+        pages the shaping thread has not taken yet fill half of theirs."""
+        return self._queue.full() or self.walk.backlogged()
+
+    def close(self) -> None:
+        """Stops the thread and the walk's workers."""
+        self._stop.set()
+        if not self.walk.finished:
+            self.walk.close()
+
+    def _consume(self) -> Iterator[Batch]:
+        self._thread = threading.Thread(target=self._work, name="close-shape", daemon=True)
+        self._thread.start()
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                self.close()
+                raise item
+            yield item
+        self.finished = True
+
+    def _work(self) -> None:
+        emails: list[dict[str, Any]] = []
+        done: dict[int, Interval] = {}
+        try:
+            for page in self.walk.pages():
+                emails.extend(page.emails)
+                done[page.span_id] = page.done
+                if len(emails) >= self.batch_emails:
+                    self._put(self._shape(emails, done))
+                    emails, done = [], {}
+            if done:
+                self._put(self._shape(emails, done))
+            self._put(None)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            try:
+                self._put(exc)
+            except _Stopped:
+                pass
+
+    def _shape(self, emails: list[dict[str, Any]], done: dict[int, Interval]) -> Batch:
+        return Batch(preshape(emails, self.include_bodies), done, len(emails))
+
+    def _put(self, item: Any) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set():  # nobody reads any more
+                    raise _Stopped from None
+
+
+class _Stopped(Exception):
+    """The consumer went away: the thread ends."""
