@@ -13,6 +13,7 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,20 +142,10 @@ def _run_chunks(
     a pending load is finished or a request is sent. Returns the counter of emails new,
     updated and deleted (against the warehouse before the run) and the rows loaded per table.
     """
-    with rare_collections():
-        return _chunk_loop(pipeline, make_source, progress, lookups)
-
-
-def _chunk_loop(
-    pipeline: dlt.Pipeline,
-    make_source: Callable[[WalkRun], Any],
-    progress: RunProgress,
-    lookups: SqlWarehouse,
-) -> tuple[EmailChangeCounter, Counter[str]]:
     walk = WalkRun()
     progress.walk = CrashSwitch.walk = walk
     rows: Counter[str] = Counter()
-    try:
+    with rare_collections(), closing(walk):
         source = make_source(walk)
         _finish_pending(pipeline)
         # `lookups` sees this organization's emails only, where a dataset holds several
@@ -168,8 +159,6 @@ def _chunk_loop(
             if walk.finished:
                 return counter, rows
             source = make_source(walk)
-    finally:
-        walk.close()
 
 
 def status_report(pipeline: dlt.Pipeline) -> dict[str, Any]:

@@ -226,7 +226,9 @@ def close_source(
     def changes() -> Iterator[TDataItems]:
         """Yields emails created, changed or deleted since the event cursor (source state).
 
-        Runs once the walk has finished. Reads the event log once per action (Close accepts
+        Runs once the walk has finished: in the chunk that takes the walk's last pages when
+        dlt extracts resources one after the other (`pipelines/loading.py` sets it), else in
+        the next one. Reads the event log once per action (Close accepts
         `object_type` only with `action`), rescanning five minutes before the cursor as
         Close recommends, plus thread and lead deletions; re-fetches the affected ids with
         `id__in` and yields a deletion marker for each id Close no longer has. If the log no

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .client import Stopped
 from .progress import Interval
 from .rows import Shaped, preshape
-from .walk import Walk
+from .walk import Walk, put_unless_stopped
 
 
 @dataclass(frozen=True)
@@ -86,26 +87,16 @@ class Prefetch:
             if done:
                 self._put(self._shape(emails, done))
             self._put(None)
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as exc:  # handed to the consumer, which re-raises it
             try:
                 self._put(exc)
-            except _Stopped:
+            except Stopped:
                 pass
 
     def _shape(self, emails: list[dict[str, Any]], done: dict[int, Interval]) -> Batch:
         return Batch(preshape(emails, self.include_bodies), done, len(emails))
 
     def _put(self, item: Any) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self._stop.is_set():  # nobody reads any more
-                    raise _Stopped from None
-
-
-class _Stopped(Exception):
-    """The consumer went away: the thread ends."""
+        put_unless_stopped(self._queue, item, self._stop)

@@ -302,13 +302,7 @@ class Walk:
                 pass
 
     def _put(self, item: Any) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self._stop.is_set():  # nobody reads any more
-                    raise Stopped("stopped") from None
+        put_unless_stopped(self._queue, item, self._stop)
 
     def close(self, grace_s: float = 2.0) -> None:
         """Stops the workers; waits up to `grace_s` for them (daemon threads: one stuck in a
@@ -329,6 +323,18 @@ class Walk:
 
 
 _CLOSED = object()  # put by `Walk.close`: the walk ends without finishing
+
+
+def put_unless_stopped(handover: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
+    """Puts `item` into a bounded queue, waiting for room; raises `Stopped` when `stop` is set
+    while there is none (the consumer went away: a blocked producer thread ends)."""
+    while True:
+        try:
+            handover.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop.is_set():
+                raise Stopped("stopped") from None
 
 
 def walk_all(
