@@ -141,10 +141,8 @@ class WalkRun:
         """Ends the command: stops the walk's workers, also those asleep in the limiter."""
         if self.client is not None:
             self.client.stop.set()
-        if self.prefetch is not None:
+        if self.prefetch is not None:  # also stops the walk (`start` makes both)
             self.prefetch.close()
-        elif self.walk is not None and not self.walk.finished:
-            self.walk.close()
 
 
 @dlt.source(name="close")
@@ -396,8 +394,8 @@ def _buffer(chunk_emails: int) -> int:
 
 
 def _depth(chunk_emails: int) -> int:
-    """Shaped batches held ahead of the loader: about half a chunk's worth (a batch of
-    1,000 emails with bodies takes about 20 MB as Python objects, kept for `rows.finish`)."""
+    """Shaped batches held ahead of the loader: about half a chunk's worth, at most
+    `PREFETCH_BATCHES` (each holds its emails' arrow tables, bodies included)."""
     return max(2, min(PREFETCH_BATCHES, chunk_emails // BATCH_EMAILS // 2))
 
 

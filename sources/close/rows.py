@@ -178,12 +178,7 @@ class Shaped:
 
 def preshape(emails: list[dict[str, Any]], include_bodies: bool) -> Shaped:
     """Shapes a batch without dlt's context (safe in any thread): see `Shaped`."""
-    newest: dict[str, dict[str, Any]] = {}
-    for email_obj in emails:
-        kept = newest.get(email_obj["id"])
-        if kept is None or _version_key(email_obj) > _version_key(kept):
-            newest[email_obj["id"]] = email_obj
-    return _build(list(newest.values()), {}, include_bodies)
+    return _build(list(_newest(emails).values()), {}, include_bodies)
 
 
 def finish(shaped: Shaped) -> list[Any]:
@@ -424,11 +419,7 @@ class _LoadMemory:
         """The emails of a page newer than what this load has (newest per id), and the list
         lengths of the earlier versions they replace."""
         seen = self._current()
-        newest: dict[str, dict[str, Any]] = {}
-        for email_obj in emails:
-            kept = newest.get(email_obj["id"])
-            if kept is None or _version_key(email_obj) > _version_key(kept):
-                newest[email_obj["id"]] = email_obj
+        newest = _newest(emails)
         if seen is None:
             return list(newest.values()), {}
         admitted, earlier = [], {}
@@ -477,6 +468,16 @@ class _LoadMemory:
         for email_id in ids:  # a deletion outranks every version: nothing after it is shaped
             seen[email_id] = (_DELETED_VERSION, ())
         return lengths
+
+
+def _newest(emails: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The newest version of each email among `emails`, by id, in the order first seen."""
+    newest: dict[str, dict[str, Any]] = {}
+    for email_obj in emails:
+        kept = newest.get(email_obj["id"])
+        if kept is None or _version_key(email_obj) > _version_key(kept):
+            newest[email_obj["id"]] = email_obj
+    return newest
 
 
 def _version_key(email_obj: dict[str, Any]) -> float:
