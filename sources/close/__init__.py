@@ -191,9 +191,7 @@ def close_source(
     chunked = run is not None
     run = run or WalkRun()
     client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
-    fields = None if include_bodies else NON_BODY_FIELDS
-    history_start = parse_timestamp(start_date)
-    assert history_start is not None
+    fields, history_start = _walk_settings(include_bodies, start_date)
 
     def walk() -> Iterator[TDataItems]:
         """Yields every email created in the ranges not loaded yet, a chunk at a time.
@@ -343,9 +341,7 @@ def close_backfill(
     chunked = run is not None
     run = run or WalkRun()
     client, run_stats = _connect(api_key, base_url, request_timeout, max_attempts, stats, run)
-    fields = None if include_bodies else NON_BODY_FIELDS
-    history_start = parse_timestamp(start_date)
-    assert history_start is not None
+    fields, history_start = _walk_settings(include_bodies, start_date)
 
     def backfill() -> Iterator[TDataItems]:
         """Yields every email Close has in the range, and markers for those it lacks.
@@ -414,6 +410,13 @@ def backfill_progress(state: dict[str, Any], start: datetime, end: datetime) -> 
         progress = {"done": [], "finished": False}
         backfills[backfill_key(start, end)] = progress
     return progress  # type: ignore[no-any-return]
+
+
+def _walk_settings(include_bodies: bool, start_date: str) -> tuple[Sequence[str] | None, datetime]:
+    """The fields to ask Close for, and where the history starts (checked by `check_options`)."""
+    history_start = parse_timestamp(start_date)
+    assert history_start is not None
+    return (None if include_bodies else NON_BODY_FIELDS), history_start
 
 
 def _connect(

@@ -17,7 +17,7 @@ from typing import Any
 from .client import Stopped
 from .progress import Interval
 from .rows import Shaped, preshape
-from .walk import Walk, put_unless_stopped
+from .walk import Walk, handed_over, put_unless_stopped
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,7 @@ class Prefetch:
     def _consume(self) -> Iterator[Batch]:
         self._thread = threading.Thread(target=self._work, name="close-shape", daemon=True)
         self._thread.start()
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
-            yield item
+        yield from handed_over(self._queue, self.close, end=None)
         self.finished = True
 
     def _work(self) -> None:

@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,21 +259,15 @@ class Walk:
 
     def _consume(self) -> Iterator[Page]:
         self._start()
-        while True:
-            item = self._queue.get()
-            if item is _CLOSED:
-                return
+        for item in handed_over(self._queue, self.close, end=_CLOSED):
             if item is None:  # a worker ended
                 with self._lock:
                     self._running -= 1
                     if self._running == 0:
-                        break
+                        self.finished = True
+                        return
                 continue
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
             yield item
-        self.finished = True
 
     def _start(self) -> None:
         workers = max(1, self.concurrency)
@@ -335,6 +329,16 @@ def put_unless_stopped(handover: "queue.Queue[Any]", item: Any, stop: threading.
         except queue.Full:
             if stop.is_set():
                 raise Stopped("stopped") from None
+
+
+def handed_over(handover: "queue.Queue[Any]", close: Callable[[], None], end: Any) -> Iterator[Any]:
+    """The items producer threads put into `handover`, until `end`; an exception put there is
+    raised here, after `close()` has stopped the producers."""
+    while (item := handover.get()) is not end:
+        if isinstance(item, BaseException):
+            close()
+            raise item
+        yield item
 
 
 def walk_all(
