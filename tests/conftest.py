@@ -121,24 +121,10 @@ def sync_env(
                 conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{database}`"))
 
 
-# Cases run only under `make soak`, to keep CI within its 15 minutes on a slow 2-core machine
-# (the whole suite took 14 min there at 4 workers). Each is a second destination or signal
-# for a property `make test` still checks through the sibling named here.
-SOAK_ONLY = {
-    "tests/faults/test_signals.py::test_a_signal_inside_dlt_steps_keeps_the_package_and_the_rerun_is_exact[SIGINT-mid-load]": "SIGTERM mid-load of chunk 2",
-    "tests/close/test_secrets.py::test_api_key_is_never_written_anywhere[postgres]": "[duckdb]; the PostgreSQL password: test_privacy",
-    "tests/faults/test_properties.py::test_generated_emails_load_exactly[postgres]": "[duckdb]",
-    "tests/close/test_crash.py::test_first_sync_killed_after_some_chunks_resumes_from_the_last_loaded_one[postgres]": "[duckdb]",
-    "tests/close/test_crash.py::test_killed_sync_then_clean_rerun_equals_close[postgres-mid-extract]": "[postgres-mid-load], [duckdb-mid-extract]",
-    "tests/close/test_crash.py::test_killed_sync_then_clean_rerun_equals_close[postgres-after-extract-before-load]": "[postgres-mid-load], [duckdb-after-extract-before-load]",
-    "tests/close/test_crash.py::test_killed_backfill_resumes_from_the_last_loaded_chunk[postgres]": "[duckdb]",
-    "tests/close/test_crash.py::test_first_sync_killed_mid_extract_then_rerun_equals_close[postgres]": "[duckdb]",
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m 'not soak'` (pyproject's addopts) deselects
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks the `SOAK_ONLY` cases `soak`."""
-    for item in items:
-        if item.nodeid in SOAK_ONLY:
-            item.add_marker(pytest.mark.soak)
+# `destination` for a test whose PostgreSQL case runs only under `make soak` (keeps CI within
+# its 15 minutes on a slow 2-core machine): the path is the destination's common one, and
+# `make test` checks it on DuckDB.
+DUCKDB_AND_SOAK_POSTGRES = [
+    "duckdb",
+    pytest.param("postgres", marks=[*DESTINATIONS[1].marks, pytest.mark.soak]),
+]

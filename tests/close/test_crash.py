@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from close_emulator import EmulatorServer
+from tests.conftest import DESTINATIONS, DUCKDB_AND_SOAK_POSTGRES
 
 from .utils import assert_warehouse_equals, query, run_cli, sync
+
+POSTGRES = DESTINATIONS[1]  # with its skip mark when no PostgreSQL answers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,11 +46,21 @@ def change_emails(close: EmulatorServer, round_: int) -> None:
     emulator.create_email(lead_id=sent[0]["lead_id"], status="inbox", subject=f"round {round_}")
 
 
+# PostgreSQL's kills before its load under `make soak` only: DuckDB has them in `make test`
 @pytest.mark.parametrize(
-    "kill_at",
-    ["extract:1", "normalize:0", "load:1"],
-    ids=["mid-extract", "after-extract-before-load", "mid-load"],
-)
+    "destination, kill_at",
+    [
+        ("duckdb", "extract:1"),
+        ("duckdb", "normalize:0"),
+        ("duckdb", "load:1"),
+        pytest.param("postgres", "extract:1", marks=[*POSTGRES.marks, pytest.mark.soak]),
+        pytest.param("postgres", "normalize:0", marks=[*POSTGRES.marks, pytest.mark.soak]),
+        pytest.param("postgres", "load:1", marks=POSTGRES.marks),
+    ],
+    ids=[f"{d}-{k}" for d in ("duckdb", "postgres")
+         for k in ("mid-extract", "after-extract-before-load", "mid-load")],
+    indirect=["destination"],
+)  # fmt: skip
 def test_killed_sync_then_clean_rerun_equals_close(
     make_emulator,
     sync_env,
@@ -76,6 +89,7 @@ def test_killed_sync_then_clean_rerun_equals_close(
         assert duplicates == [], view
 
 
+@pytest.mark.parametrize("destination", DUCKDB_AND_SOAK_POSTGRES, indirect=True)
 def test_first_sync_killed_mid_extract_then_rerun_equals_close(
     make_emulator,
     sync_env,  # noqa: ANN001
@@ -89,6 +103,7 @@ def test_first_sync_killed_mid_extract_then_rerun_equals_close(
     assert_warehouse_equals(close.emulator.all_emails())
 
 
+@pytest.mark.parametrize("destination", DUCKDB_AND_SOAK_POSTGRES, indirect=True)
 def test_killed_backfill_resumes_from_the_last_loaded_chunk(
     make_emulator,
     sync_env,
@@ -117,6 +132,7 @@ def test_killed_backfill_resumes_from_the_last_loaded_chunk(
     assert_warehouse_equals(close.emulator.all_emails())
 
 
+@pytest.mark.parametrize("destination", DUCKDB_AND_SOAK_POSTGRES, indirect=True)
 def test_first_sync_killed_after_some_chunks_resumes_from_the_last_loaded_one(
     make_emulator,
     sync_env,

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import DUCKDB_AND_SOAK_POSTGRES
+
 from .test_crash import ROOT
 from .utils import query
 
@@ -24,6 +28,7 @@ def files_containing(folder: Path, needle: bytes) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.parametrize("destination", DUCKDB_AND_SOAK_POSTGRES, indirect=True)
 def test_api_key_is_never_written_anywhere(make_emulator, sync_env) -> None:  # noqa: ANN001
     close = make_emulator(emails=120, seed=8, api_key=KEY)
     synced = run(close.base_url, "sync")

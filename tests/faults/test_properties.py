@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from close_emulator import Emulator, EmulatorConfig, EmulatorServer
 from sources.close.rows import shape
-from tests.conftest import POSTGRES_DSN
+from tests.conftest import DUCKDB_AND_SOAK_POSTGRES, POSTGRES_DSN
 
 from .common import assert_exact
 
@@ -111,6 +111,7 @@ def test_shaping_keeps_every_value(emails: list[dict[str, Any]]) -> None:
     assert all(r["body_text"] is None and r["body_html"] is None for r in without)
 
 
+@pytest.mark.parametrize("destination", DUCKDB_AND_SOAK_POSTGRES, indirect=True)
 @LOADS
 @given(st.lists(close_email(), min_size=1, max_size=5, unique_by=lambda e: e["id"]))
 def test_generated_emails_load_exactly(destination: str, tmp_path_factory, emails) -> None:  # noqa: ANN001

@@ -63,7 +63,7 @@ def test_a_signal_mid_walk_stops_cleanly_and_the_rerun_is_exact(
     "destination, kill_at, code",
     [
         pytest.param("duckdb", "normalize:0:1:TERM", 143, marks=pytest.mark.soak),
-        ("duckdb", "load:1:1:INT", 130),
+        pytest.param("duckdb", "load:1:1:INT", 130, marks=pytest.mark.soak),
         ("duckdb", "load:1:2:TERM", 143),
         pytest.param("postgres", "load:1:2:TERM", 143, marks=[*POSTGRES.marks, pytest.mark.soak]),
     ],
