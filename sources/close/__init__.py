@@ -106,7 +106,10 @@ class WalkRun:
         The chunk ends where loading it costs least: once it holds `chunk_emails`, as soon
         as the walk is waiting on Close (it keeps fetching and shaping while this chunk
         loads); while it is waiting on us instead (full buffers, e.g. no rate limit), it
-        grows up to `MAX_CHUNK_FACTOR` times, saving loads.
+        grows up to `MAX_CHUNK_FACTOR` times, saving loads. Once the walk has fetched its
+        last page, a chunk takes the rest when that is less than a chunk (it is in memory
+        already, and would make a small load of its own): the change scan then joins this
+        load instead of costing one more.
         """
         assert self.prefetch is not None
         taken = 0
@@ -114,9 +117,12 @@ class WalkRun:
             self.spans.update(batch.done)
             taken += batch.emails
             yield batch
-            if chunk_emails and taken >= chunk_emails:
-                if not self.prefetch.backlogged() or taken >= MAX_CHUNK_FACTOR * chunk_emails:
-                    break
+            if not chunk_emails or taken < chunk_emails:
+                continue
+            if self.prefetch.walk.fetched() and self.prefetch.most_left() < chunk_emails:
+                continue
+            if not self.prefetch.backlogged() or taken >= MAX_CHUNK_FACTOR * chunk_emails:
+                break
 
     def windows(self) -> int:
         """The walk's spans so far: one per worker to begin with, plus one per split."""

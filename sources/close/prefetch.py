@@ -17,6 +17,7 @@ from typing import Any
 from .client import Stopped
 from .progress import Interval
 from .rows import Shaped, preshape
+from .settings import PAGE_LIMIT
 from .walk import Walk, handed_over, put_unless_stopped
 
 
@@ -57,6 +58,12 @@ class Prefetch:
         """Whether the walk outpaces the loader: the shaped batches fill their queue, or the
         pages the shaping thread has not taken yet fill half of theirs."""
         return self._queue.full() or self.walk.backlogged()
+
+    def most_left(self) -> int:
+        """At most how many emails are still to be handed out once the walk has fetched its
+        last page: those of the buffered pages, the shaped batches, and one batch in shaping."""
+        batches = self._queue.qsize() + 1
+        return self.walk.buffered() * PAGE_LIMIT + batches * self.batch_emails
 
     def close(self) -> None:
         """Stops the thread and the walk's workers."""

@@ -244,12 +244,21 @@ class Walk:
         self.spans = Spans(self.intervals, self.concurrency)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.buffer_pages))
         self._running = 0
+        self._fetching = 0  # workers still fetching (`_running` counts those not yet read)
         self._lock = threading.Lock()
         self._stop = threading.Event()  # this walk only: the client may serve on after it
 
     def backlogged(self) -> bool:
         """Whether the buffer is at least half full: the workers outpace the consumer."""
         return self._queue.qsize() >= self._queue.maxsize // 2
+
+    def buffered(self) -> int:
+        """Pages (and worker ends) waiting in the buffer."""
+        return self._queue.qsize()
+
+    def fetched(self) -> bool:
+        """Whether every worker has ended: all that is left of the walk is in the buffer."""
+        return self._threads != [] and self._fetching == 0
 
     def pages(self) -> Iterator[Page]:
         """The walk's pages in arrival order; resumes where the last sitting stopped."""
@@ -271,7 +280,7 @@ class Walk:
 
     def _start(self) -> None:
         workers = max(1, self.concurrency)
-        self._running = workers
+        self._running = self._fetching = workers
         for number in range(workers):
             thread = threading.Thread(target=self._work, name=f"close-walk-{number}", daemon=True)
             thread.start()
@@ -285,6 +294,8 @@ class Walk:
                         self._put(page)
                 finally:
                     self.spans.finish(span)
+            with self._lock:
+                self._fetching -= 1
             self._put(None)
         except Stopped:
             pass
