@@ -149,7 +149,8 @@ def _run_chunks(
         source = make_source(walk)
         _finish_pending(pipeline)
         # `lookups` sees this organization's emails only, where a dataset holds several
-        counter = EmailChangeCounter(warehouse_versions(pipeline), lookups.email_count() == 0)
+        walk.warehouse_empty = lookups.email_count() == 0
+        counter = EmailChangeCounter(warehouse_versions(pipeline), walk.warehouse_empty)
         progress.counter = counter
         while True:
             for resource in source.resources.values():

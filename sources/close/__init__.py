@@ -98,6 +98,9 @@ class WalkRun:
     seen: set[str] = field(default_factory=set)  # backfill: ids Close listed in this run
     fresh_event_cursor: bool = False
     finished: bool = False
+    # set by a caller that saw no email of the organization in the warehouse before the
+    # command: then the walk's emails (each listed once) have no stored rows to replace
+    warehouse_empty: bool = False
 
     def take(self, chunk_emails: int) -> Iterator[Batch]:
         """The next shaped batches of the walk, at least `chunk_emails` emails, noting their
@@ -137,7 +140,8 @@ class WalkRun:
         """Starts the walk, its pages shaped ahead into about one chunk's worth of batches."""
         self.walk = walk
         batch = min(BATCH_EMAILS, chunk_emails) if chunk_emails else BATCH_EMAILS
-        self.prefetch = Prefetch(walk, include_bodies, _depth(chunk_emails), batch)
+        stored = not self.warehouse_empty
+        self.prefetch = Prefetch(walk, include_bodies, _depth(chunk_emails), batch, stored)
 
     def loaded(self) -> list[Interval]:
         """What is loaded once this chunk is: the earlier ranges and the spans' read parts."""

@@ -38,9 +38,12 @@ class Prefetch:
     `finished` turns true once the last batch has been read.
     """
 
-    def __init__(self, walk: Walk, include_bodies: bool, depth: int, batch_emails: int) -> None:
+    def __init__(
+        self, walk: Walk, include_bodies: bool, depth: int, batch_emails: int, stored: bool = True
+    ) -> None:
         self.walk = walk
         self.include_bodies = include_bodies
+        self.stored = stored  # whether the walk's emails may be in the warehouse already
         self.batch_emails = batch_emails
         self.finished = False
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
@@ -99,7 +102,9 @@ class Prefetch:
                 pass
 
     def _shape(self, emails: list[dict[str, Any]], done: dict[int, Interval]) -> Batch:
-        return Batch(preshape(emails, self.include_bodies), done, len(emails))
+        # an email listed twice may have been loaded by an earlier chunk: markers again
+        stored = self.stored or self.walk.spans.unanchored
+        return Batch(preshape(emails, self.include_bodies, stored), done, len(emails))
 
     def _put(self, item: Any) -> None:
         put_unless_stopped(self._queue, item, self._stop)

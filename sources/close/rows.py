@@ -176,9 +176,14 @@ class Shaped:
     markers: dict[str, int]  # marker rows per child table name
 
 
-def preshape(emails: list[dict[str, Any]], include_bodies: bool) -> Shaped:
-    """Shapes a batch without dlt's context (safe in any thread): see `Shaped`."""
-    return _build(list(_newest(emails).values()), {}, include_bodies)
+def preshape(emails: list[dict[str, Any]], include_bodies: bool, stored: bool = True) -> Shaped:
+    """Shapes a batch without dlt's context (safe in any thread): see `Shaped`.
+
+    `stored=False` says that no email of the batch can have rows in the warehouse yet (the
+    walk of a first sync into an empty warehouse): an empty list then needs no marker row,
+    as there is nothing of it to delete (a fifth of a first sync's child rows).
+    """
+    return _build(list(_newest(emails).values()), {}, include_bodies, stored)
 
 
 def finish(shaped: Shaped) -> list[Any]:
@@ -249,13 +254,17 @@ def _items(shaped: Shaped) -> list[Any]:
 
 
 def _build(
-    emails: list[dict[str, Any]], earlier: dict[str, tuple[int, ...]], include_bodies: bool
+    emails: list[dict[str, Any]],
+    earlier: dict[str, tuple[int, ...]],
+    include_bodies: bool,
+    stored: bool = True,
 ) -> Shaped:
     """The arrow tables of admitted emails; `earlier` has the list lengths of versions of
-    them shaped before in this load (their extra slots get deletion markers)."""
+    them shaped before in this load (their extra slots get deletion markers); `stored`:
+    see `preshape`."""
     lengths: dict[str, tuple[int, ...]] = {}
     markers: dict[str, int] = {}
-    rows = _child_rows(emails, earlier, lengths, markers)
+    rows = _child_rows(emails, earlier, lengths, markers, MARKER_SLOT if stored else 0)
     children = {key: _to_table(columns, CHILD_SCHEMAS[key], CHILD_COLUMNS[key])
                 for key, columns in rows.items()}  # fmt: skip
     return Shaped(
@@ -620,10 +629,12 @@ def _child_rows(
     earlier: dict[str, tuple[int, ...]],
     lengths: dict[str, tuple[int, ...]],
     markers: dict[str, int],
+    first_marker: int = MARKER_SLOT,
 ) -> dict[str, dict[str, list[Any]]]:
     """The child rows of a page as columns, per child table: each email's rows, a marker row
-    if its list is empty, and hard-deleted slots an earlier version in this load had. Fills
-    `lengths` (each email's list lengths) and `markers` (marker rows per child table)."""
+    if its list is empty (unless `first_marker` is 0), and hard-deleted slots an earlier
+    version in this load had. Fills `lengths` (each email's list lengths) and `markers`
+    (marker rows per child table)."""
     children: dict[str, dict[str, list[Any]]] = {
         key: {name: [] for name in CHILD_SCHEMAS[key].names} for key in CHILD_COLUMNS
     }
@@ -642,7 +653,7 @@ def _child_rows(
                     )
                 columns[SLOT].append(index)
             before = _length(earlier.get(email_id), key)
-            gone = range(len(rows), before) if rows else range(MARKER_SLOT, max(before, 0))
+            gone = range(len(rows), before) if rows else range(first_marker, max(before, 0))
             for slot in gone:
                 columns["email_id"].append(email_id)
                 for name in names:

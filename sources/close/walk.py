@@ -82,6 +82,8 @@ class Spans:
         self._active: dict[int, Span] = {}
         self._next_id = 0
         self.splits = 0
+        # a span fell back to plain `_skip` paging, which may list an email twice
+        self.unanchored = False
 
     def claim(self, stop: threading.Event) -> Span | None:
         """The next span to walk: a pending one, else half of the busiest; None when all done."""
@@ -205,6 +207,7 @@ def walk_span(
         if span.splittable and any(b > a for a, b in zip(created, created[1:], strict=False)):  # type: ignore[operator]
             logger.warning("Close listed emails out of newest-first order: plain _skip paging")
             span.splittable, listed, anchor, span.anchor = False, 0, None, None
+            spans.unanchored = True
             at_anchor.clear()
             continue
         listed += len(emails)

@@ -108,3 +108,20 @@ def test_one_load_with_two_versions_keeps_the_newest(tmp_path, shaper: str) -> N
         assert client.execute_sql("SELECT COUNT(*) FROM emails") == [(0,)]
         assert client.execute_sql("SELECT COUNT(*) FROM emails__recipients") == [(0,)]
         assert client.execute_sql("SELECT COUNT(*) FROM emails__attachments") == [(0,)]
+
+
+def test_a_walk_into_an_empty_warehouse_shapes_no_marker_rows_for_empty_lists() -> None:
+    emails = [
+        {"id": "acti_1", "date_updated": "2024-01-02T00:00:00Z", "attachments": [{"filename": "a"}]},
+        {"id": "acti_2", "date_updated": "2024-01-01T00:00:00Z", "opens": []},
+    ]  # fmt: skip
+    fresh = tables(finish(preshape(emails, True, stored=False)))
+    usual = tables(finish(preshape(emails, True)))
+    assert fresh["emails"] == usual["emails"]
+    for table, rows in usual.items():
+        if table == "emails":
+            continue
+        # the same stored rows, without the markers that would delete nothing
+        assert fresh[table] == [r for r in rows if not r["_deleted"]], table
+        assert any(r["_slot"] == -1 for r in rows), table
+    assert [r["email_id"] for r in fresh["emails__attachments"]] == ["acti_1"]
