@@ -411,9 +411,12 @@ class _LoadMemory:
         if load_id not in self.loads:
             self.loads[load_id] = {}
             self.markers[load_id] = {}
-            while len(self.loads) > self.loads_kept:  # old loads: never extracted again
-                old, _ = self.loads.popitem(last=False)
-                self.markers.pop(old, None)
+            # an earlier load is never extracted again: its versions go (a hundred thousand
+            # emails take tens of MB); its marker counts stay for the run summary a while
+            while len(self.loads) > 1:
+                self.loads.popitem(last=False)
+            while len(self.markers) > self.loads_kept:
+                self.markers.pop(next(iter(self.markers)))
         self.seen, self.marked = self.loads[load_id], self.markers[load_id]
         return self.seen
 
