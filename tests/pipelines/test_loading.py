@@ -14,13 +14,14 @@ ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 def test_duckdb_settings_given_as_json_text_keep_the_memory_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(ENV, '{"threads": 1}')
+    monkeypatch.setenv(ENV, '{"threads": 2}')
     configure()
-    expected = {"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": 1}
+    expected = {"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": 2}  # theirs wins
     assert dlt.config.get(DUCKDB_GLOBAL_CONFIG, dict) == expected
     monkeypatch.setenv(ENV, '{"memory_limit": "300MB"}')
     configure()
-    assert dlt.config.get(DUCKDB_GLOBAL_CONFIG, dict) == {"memory_limit": "300MB"}  # theirs wins
+    expected = {"memory_limit": "300MB", "threads": 1}
+    assert dlt.config.get(DUCKDB_GLOBAL_CONFIG, dict) == expected
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
