@@ -26,6 +26,7 @@ from sources.close.rows import marker_rows
 DUCKDB_MEMORY_LIMIT = "128MB"
 # the sync's own DuckDB connections (analysts' are not touched); a user's settings win
 DUCKDB_SETTINGS = {"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": 1}
+LOAD_WORKERS = 2
 DUCKDB_GLOBAL_CONFIG = "destination.duckdb.credentials.global_config"
 LOADER_FILE_FORMAT: dict[str, TLoaderFileFormat] = {
     "duckdb": "parquet",
@@ -52,6 +53,10 @@ def configure() -> None:
       Parquet has its own compression, unaffected.
     - The files of a package are deleted once it is loaded (dlt keeps them by default), so
       the uncompressed files do not pile up in the pipeline's folder run after run.
+    - Two load workers (dlt's default is 20): a chunk has six table files, and loading them
+      all at once oversubscribed two cores with DuckDB's threads (or PostgreSQL's COPYs)
+      while the walk's threads fetch on (zero latency, 100,000 emails: DuckDB 18.5-19.6 s
+      -> 17.5-18.2 s, PostgreSQL 23.2-25.9 s -> 21.6-23.7 s).
     - dlt extracts the resources one after the other (`fifo`), not taking turns: the change
       scan (`email_changes`) then starts once the walk's resource of the same chunk is done,
       so when the walk ends inside a chunk the scan joins that chunk's load instead of
@@ -69,6 +74,7 @@ def configure() -> None:
     dlt.config["normalize.workers"] = 1
     dlt.config["data_writer.disable_compression"] = True
     dlt.config["load.delete_completed_jobs"] = True
+    dlt.config["load.workers"] = LOAD_WORKERS
     dlt.config["extract.next_item_mode"] = "fifo"
     try:  # typed: given as an environment variable it is JSON text, not a table
         given = dlt.config.get(DUCKDB_GLOBAL_CONFIG, dict) or {}
