@@ -23,7 +23,6 @@ as dlt's own normalizer does, when a value does not fit the stored type).
 import email.utils
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -388,10 +387,14 @@ class _LoadMemory:
     dlt's load id (the extract in progress); outside an extract nothing is remembered.
     """
 
-    def __init__(self, loads_kept: int = 2) -> None:
-        self.loads: OrderedDict[str, dict[str, tuple[float, tuple[int, ...]]]] = OrderedDict()
+    def __init__(self, marker_loads_kept: int = 2) -> None:
+        # the load being extracted and its versions: an earlier load is never extracted
+        # again, so its versions go (a hundred thousand emails take tens of MB)
+        self.load_id: str | None = None
+        self.versions: dict[str, tuple[float, tuple[int, ...]]] = {}
+        # marker counts stay a while longer, for the run summary
         self.markers: dict[str, dict[str, int]] = {}
-        self.loads_kept = loads_kept
+        self.marker_loads_kept = marker_loads_kept
         # the load of the page being shaped (looked up once per page: dlt's context is slow)
         self.seen: dict[str, tuple[float, tuple[int, ...]]] | None = None
         self.marked: dict[str, int] = {}
@@ -408,16 +411,12 @@ class _LoadMemory:
         if load_id is None:
             self.seen, self.marked = None, {}
             return None
-        if load_id not in self.loads:
-            self.loads[load_id] = {}
+        if load_id != self.load_id:
+            self.load_id, self.versions = load_id, {}
             self.markers[load_id] = {}
-            # an earlier load is never extracted again: its versions go (a hundred thousand
-            # emails take tens of MB); its marker counts stay for the run summary a while
-            while len(self.loads) > 1:
-                self.loads.popitem(last=False)
-            while len(self.markers) > self.loads_kept:
+            while len(self.markers) > self.marker_loads_kept:
                 self.markers.pop(next(iter(self.markers)))
-        self.seen, self.marked = self.loads[load_id], self.markers[load_id]
+        self.seen, self.marked = self.versions, self.markers[load_id]
         return self.seen
 
     def count_markers(self, table: str, rows: int) -> None:

@@ -144,6 +144,12 @@ class Spans:
             self._lock.notify_all()  # the span may have become worth splitting
             return fresh, lo, bool(created) and created[-1] < lo
 
+    def all_read(self) -> bool:
+        """Whether every span is finished: a worker finishes its span after handing over
+        the span's last page, so all pages of the walk are then in the consumer's buffer."""
+        with self._lock:
+            return not self._pending and not self._active
+
     def finish(self, span: Span) -> None:
         with self._lock:
             self._active.pop(span.id, None)
@@ -247,7 +253,6 @@ class Walk:
         self.spans = Spans(self.intervals, self.concurrency)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.buffer_pages))
         self._running = 0
-        self._fetching = 0  # workers still fetching (`_running` counts those not yet read)
         self._lock = threading.Lock()
         self._stop = threading.Event()  # this walk only: the client may serve on after it
 
@@ -260,8 +265,8 @@ class Walk:
         return self._queue.qsize()
 
     def fetched(self) -> bool:
-        """Whether every worker has ended: all that is left of the walk is in the buffer."""
-        return self._threads != [] and self._fetching == 0
+        """Whether the workers have read every page: all that is left is in the buffer."""
+        return self.spans.all_read()
 
     def pages(self) -> Iterator[Page]:
         """The walk's pages in arrival order; resumes where the last sitting stopped."""
@@ -283,7 +288,7 @@ class Walk:
 
     def _start(self) -> None:
         workers = max(1, self.concurrency)
-        self._running = self._fetching = workers
+        self._running = workers
         for number in range(workers):
             thread = threading.Thread(target=self._work, name=f"close-walk-{number}", daemon=True)
             thread.start()
@@ -297,8 +302,6 @@ class Walk:
                         self._put(page)
                 finally:
                     self.spans.finish(span)
-            with self._lock:
-                self._fetching -= 1
             self._put(None)
         except Stopped:
             pass
