@@ -26,6 +26,10 @@ def two_orgs(make_emulator, sync_env, monkeypatch) -> dict[str, EmulatorServer]:
         "acme": make_emulator(emails=100, seed=1, api_key=ACME_KEY),
         "globex": make_emulator(emails=60, seed=2, api_key=GLOBEX_KEY),
     }
+    for server in servers.values():
+        # each run's requests then span most of a second, not a quarter: the two still overlap
+        # when a busy machine (four test workers on two cores) starts one thread late
+        server.emulator.faults.set(latency_ms=50)
     config = {
         "acme": {"api_key": ACME_KEY, "base_url": servers["acme"].base_url},
         "globex": {"api_key": GLOBEX_KEY, "base_url": servers["globex"].base_url},
