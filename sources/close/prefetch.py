@@ -102,9 +102,11 @@ class Prefetch:
                 pass
 
     def _shape(self, emails: list[dict[str, Any]], done: dict[int, Interval]) -> Batch:
-        # an email listed twice may have been loaded by an earlier chunk: markers again
-        stored = self.stored or self.walk.spans.unanchored
-        return Batch(preshape(emails, self.include_bodies, stored), done, len(emails))
+        # plain `_skip` paging may list an email twice, also across chunks: markers again,
+        # and the load's memory looks each email up
+        unanchored = self.walk.spans.unanchored
+        shaped = preshape(emails, self.include_bodies, self.stored or unanchored, not unanchored)
+        return Batch(shaped, done, len(emails))
 
     def _put(self, item: Any) -> None:
         put_unless_stopped(self._queue, item, self._stop)

@@ -125,3 +125,42 @@ def test_a_walk_into_an_empty_warehouse_shapes_no_marker_rows_for_empty_lists() 
         assert fresh[table] == [r for r in rows if not r["_deleted"]], table
         assert any(r["_slot"] == -1 for r in rows), table
     assert [r["email_id"] for r in fresh["emails__attachments"]] == ["acti_1"]
+
+
+def test_a_walk_batch_listed_once_and_a_later_version_in_the_same_load(tmp_path) -> None:  # noqa: ANN001
+    """A walk's batches are remembered compactly (`_Listed`); the change scan joining the
+    walk's last load, and deletions, still find the versions and list lengths they hold."""
+    older = {"id": "acti_1", "subject": "old", "date_updated": "2024-01-01T00:00:00Z",
+             "attachments": [{"filename": "a"}, {"filename": "b"}]}  # fmt: skip
+    newer = {"id": "acti_1", "subject": "new", "date_updated": "2024-01-02T00:00:00Z",
+             "attachments": [{"filename": "c"}]}  # fmt: skip
+    other = {"id": "acti_2", "subject": "other", "date_updated": "2024-01-01T00:00:00Z"}
+
+    def walked(email: dict) -> list:
+        return finish(preshape([email, other], True, once=True))
+
+    def changed(email: dict) -> list:
+        return finish(preshape([email], True))
+
+    loads = {  # a load's items in order -> (subjects, attachments) it leaves
+        "walk older, change newer": (lambda: walked(older) + changed(newer), ["new", "other"], ["c"]),
+        "walk newer, change older": (lambda: walked(newer) + changed(older), ["new", "other"], ["c"]),
+        "walk newer, shape older": (lambda: walked(newer) + shape([older], True), ["new", "other"], ["c"]),
+        "walk older, deleted": (
+            lambda: walked(older) + deletion_items(["acti_1"], datetime(2024, 1, 4, tzinfo=UTC)),
+            ["other"], [],
+        ),
+    }  # fmt: skip
+    for number, (name, (items, subjects, files)) in enumerate(loads.items()):
+        pipeline = dlt.pipeline(
+            f"listed_{number}",
+            destination=dlt.destinations.duckdb(str(tmp_path / f"{number}.duckdb")),
+            dataset_name="close",
+            pipelines_dir=str(tmp_path / "dlt"),
+        )
+        pipeline.run(_emails_resource(lambda items=items: iter(items()), "emails"))
+        with pipeline.sql_client() as client:
+            got = client.execute_sql("SELECT subject FROM emails ORDER BY subject")
+            assert [r[0] for r in got] == subjects, name
+            got = client.execute_sql("SELECT filename FROM emails__attachments ORDER BY 1")
+            assert [r[0] for r in got] == files, name
