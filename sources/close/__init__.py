@@ -393,9 +393,9 @@ def _within(moment: datetime | None, intervals: list[Interval]) -> bool:
 
 
 def _buffer(chunk_emails: int) -> int:
-    """Pages held between fetching and loading: enough to keep fetching at Close's usual rate
-    while a chunk normalizes and loads, few enough to keep memory flat (a page of 100 emails
-    with bodies takes about 2 MB as Python objects)."""
+    """Decoded pages held between fetching and shaping: enough to keep the workers fetching
+    while the shaping thread is busy, few enough to keep memory flat (a page of 100 emails
+    with bodies takes about 1.2 MB as Python objects); `_depth` holds the lookahead."""
     return max(4, min(BUFFER_PAGES, chunk_emails // PAGE_LIMIT)) if chunk_emails else BUFFER_PAGES
 
 

@@ -190,6 +190,35 @@ def preshape(
     return replace(_build(list(_newest(emails).values()), {}, include_bodies, stored), once=once)
 
 
+def combine(parts: list[Shaped]) -> Shaped:
+    """One batch of batches that share no email (pages shaped one by one): the tables
+    concatenated into single chunks, the unknown fields padded with NULLs where absent."""
+    if len(parts) == 1:
+        return parts[0]
+    names = list(dict.fromkeys(name for part in parts for name in part.unknown))
+    unknown = {
+        name: [value for part in parts
+               for value in part.unknown.get(name) or [None] * part.root.num_rows]
+        for name in names
+    }  # fmt: skip
+    markers: dict[str, int] = {}
+    for part in parts:
+        for table, rows in part.markers.items():
+            markers[table] = markers.get(table, 0) + rows
+    return Shaped(
+        root=pa.concat_tables([part.root for part in parts]).combine_chunks(),
+        unknown=unknown,
+        children={
+            key: pa.concat_tables([part.children[key] for part in parts]).combine_chunks()
+            for key in parts[0].children
+        },  # fmt: skip
+        versions={i: v for part in parts for i, v in part.versions.items()},
+        lengths={i: n for part in parts for i, n in part.lengths.items()},
+        markers=markers,
+        once=all(part.once for part in parts),
+    )
+
+
 def finish(shaped: Shaped) -> list[Any]:
     """The items of a shaped batch for the load being extracted (see `shape`).
 

@@ -31,7 +31,9 @@ DEFAULT_CHUNK_EMAILS = 10_000
 MAX_CHUNK_FACTOR = 10
 BATCH_EMAILS = 1_000  # emails shaped into one set of arrow tables
 PREFETCH_BATCHES = 5  # shaped batches held ahead of the loader at most (see `_depth`)
-BUFFER_PAGES = 32  # pages fetched ahead of the loader at most (about 65 MB with bodies)
+# Decoded pages waiting for the shaping thread at most (1.2 MB each with bodies, three times
+# their shaped tables): the shaped batches ahead of the loader hold most of the lookahead.
+BUFFER_PAGES = 8
 # An idle worker splits a busy span only when about this many rows seem left in it: each split
 # costs a partly filled page or two, so splitting small remainders would waste requests.
 MIN_SPLIT_ROWS = 1_000

@@ -7,7 +7,9 @@ import pytest
 
 from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
-from sources.close.rows import count_emails, deletion_items, finish, preshape, shape
+from sources.close.prefetch import Prefetch
+from sources.close.rows import combine, count_emails, deletion_items, finish, preshape, shape
+from sources.close.walk import Page
 from sources.close.timestamps import parse_rfc2822, parse_timestamp
 
 
@@ -164,3 +166,53 @@ def test_a_walk_batch_listed_once_and_a_later_version_in_the_same_load(tmp_path)
             assert [r[0] for r in got] == subjects, name
             got = client.execute_sql("SELECT filename FROM emails__attachments ORDER BY 1")
             assert [r[0] for r in got] == files, name
+
+
+def test_pages_shaped_one_by_one_combine_into_the_batch_shaped_at_once() -> None:
+    pages = [
+        [{"id": "acti_1", "date_updated": "2024-01-02T00:00:00Z", "new_flag": True,
+          "attachments": [{"filename": "a"}], "envelope": {"from": [{"email": "a@x.com"}]}}],
+        [{"id": "acti_2", "date_updated": "2024-01-01T00:00:00Z", "opens": []},
+         {"id": "acti_3", "date_updated": "2024-01-01T00:00:00Z", "other_new": 3,
+          "envelope": {"x_new": "v", "to": [{"email": "b@x.com"}]}}],
+    ]  # fmt: skip
+    at_once = tables(finish(preshape([e for page in pages for e in page], True)))
+    one_by_one = tables(finish(combine([preshape(page, True) for page in pages])))
+    assert one_by_one == at_once
+    assert [r["new_flag"] for r in one_by_one["emails"]] == [True, None, None]
+    assert [r["envelope__x_new"] for r in one_by_one["emails"]] == [None, None, "v"]
+
+
+class _ListedTwice:
+    """A walk in plain `_skip` paging whose third page lists an email of the first again."""
+
+    finished = True
+
+    class spans:  # noqa: N801
+        unanchored = True
+
+    def pages(self) -> object:
+        old = {"date_updated": "2024-01-01T00:00:00Z"}
+        yield Page([{"id": "acti_1", **old}, {"id": "acti_2", **old}], 0, (T0, T0))
+        yield Page([{"id": "acti_3", **old}], 1, (T0, T0))
+        yield Page([{"id": "acti_2", "date_updated": "2024-01-02T00:00:00Z"}], 0, (T0, T1))
+
+    def close(self) -> None:
+        pass
+
+
+T0, T1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def test_a_batch_ends_before_an_email_listed_twice() -> None:
+    """Each batch holds one version per email (its load's memory compares them)."""
+    prefetch = Prefetch(_ListedTwice(), True, depth=4, batch_emails=10)  # type: ignore[arg-type]
+    batches = list(prefetch.batches())
+    assert [sorted(b.shaped.versions) for b in batches] == [
+        ["acti_1", "acti_2", "acti_3"],
+        ["acti_2"],
+    ]
+    assert [b.emails for b in batches] == [3, 1]
+    assert [b.done for b in batches] == [{0: (T0, T0), 1: (T0, T0)}, {0: (T0, T1)}]
+    assert not any(b.shaped.once for b in batches)  # plain paging: looked up, not trusted
+    assert prefetch.finished
