@@ -9,8 +9,8 @@ from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
 from sources.close.prefetch import Prefetch
 from sources.close.rows import combine, count_emails, deletion_items, finish, preshape, shape
-from sources.close.walk import Page
 from sources.close.timestamps import parse_rfc2822, parse_timestamp
+from sources.close.walk import Page
 
 
 def test_timestamps_in_every_close_format() -> None:
