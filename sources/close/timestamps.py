@@ -5,6 +5,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pendulum
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+# The form nearly every mail client writes; arrow parses it in C, a hundred times faster
+# than the mail parser (which a sync would otherwise call for every email).
+RFC2822_FORMAT = "%a, %d %b %Y %H:%M:%S %z"
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -34,6 +40,18 @@ def parse_rfc2822(value: Any) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def rfc2822_column(values: list[Any]) -> pa.Array:
+    """Envelope `date` headers as a UTC timestamp column, as `parse_rfc2822` parses each:
+    the usual form by arrow, any other form (comments, zone names, no weekday) by it."""
+    strings = pa.array([v if isinstance(v, str) and v else None for v in values], pa.string())
+    parsed = pc.strptime(strings, format=RFC2822_FORMAT, unit="us", error_is_null=True)
+    if parsed.null_count == strings.null_count:
+        return parsed
+    fixed = [p if p is not None else parse_rfc2822(v)
+             for p, v in zip(parsed.to_pylist(), values, strict=True)]  # fmt: skip
+    return pa.array(fixed, parsed.type)
 
 
 def format_timestamp(value: datetime) -> str:

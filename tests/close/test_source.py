@@ -9,7 +9,7 @@ from sources.close import _emails_resource
 from sources.close.client import endpoint_group, parse_ratelimit_header
 from sources.close.prefetch import Prefetch
 from sources.close.rows import combine, count_emails, deletion_items, finish, preshape, shape
-from sources.close.timestamps import parse_rfc2822, parse_timestamp
+from sources.close.timestamps import parse_rfc2822, parse_timestamp, rfc2822_column
 from sources.close.walk import Page
 
 
@@ -20,6 +20,11 @@ def test_timestamps_in_every_close_format() -> None:
         assert parse_timestamp(text) == expected, text
     assert parse_rfc2822("Sat, 18 Sep 2021 08:29:12 +1100 (added by x@y.com)") == expected
     assert parse_rfc2822("not a date") is None
+    headers = ["Wed, 18 Nov 2026 12:39:47 -0300", "Sun, 1 Nov 2026 10:20:45 -0500", None, "",
+               "Sat, 18 Sep 2021 08:29:12 +1100 (added by x@y.com)", "not a date", 7,
+               "3 Dec 2026 21:33:32 GMT", "Thu, 03 Dec 2026 21:33 +0200"]  # fmt: skip
+    for column in (rfc2822_column(headers), rfc2822_column(headers[:2])):  # arrow alone, and not
+        assert column.to_pylist() == [parse_rfc2822(h) for h in headers[: len(column)]]
 
 
 def tables(items: list) -> dict[str, list[dict]]:
