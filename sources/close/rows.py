@@ -428,6 +428,8 @@ class _Listed:
     def add(self, versions: dict[str, float], lengths: dict[str, tuple[int, ...]]) -> None:
         """Remembers a batch's emails (none of them remembered yet)."""
         ids = list(versions)
+        if not ids:
+            return
         columns = {"id": pa.array(ids, pa.string()),
                    "version": pa.array(list(versions.values()), pa.float64())}  # fmt: skip
         for key in _KEYS:
@@ -441,6 +443,8 @@ class _Listed:
         if len(self.tables) > 1:  # combined once per lookup after new batches, then reused
             self.tables = [pa.concat_tables(self.tables).combine_chunks()]
         table = self.tables[0]
+        if not table.num_rows:
+            return {}
         found = pc.index_in(pa.array(ids, pa.string()), value_set=table.column("id").chunk(0))
         rows = table.take(pc.drop_null(found)).to_pylist()
         return {row["id"]: (row["version"], tuple(row[key] for key in _KEYS)) for row in rows}
