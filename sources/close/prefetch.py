@@ -118,7 +118,7 @@ class Prefetch:
             except Stopped:
                 pass
 
-    def _hand_over(self, batch: "_Gathering") -> "_Gathering":
+    def _hand_over(self, batch: _Gathering) -> _Gathering:
         """Queues the gathered pages as one batch; returns an empty one to go on with."""
         self._put(Batch(combine(batch.parts), batch.done, len(batch.ids)))
         return _Gathering()
