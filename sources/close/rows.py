@@ -443,8 +443,6 @@ class _Listed:
         if len(self.tables) > 1:  # combined once per lookup after new batches, then reused
             self.tables = [pa.concat_tables(self.tables).combine_chunks()]
         table = self.tables[0]
-        if not table.num_rows:
-            return {}
         found = pc.index_in(pa.array(ids, pa.string()), value_set=table.column("id").chunk(0))
         rows = table.take(pc.drop_null(found)).to_pylist()
         return {row["id"]: (row["version"], tuple(row[key] for key in _KEYS)) for row in rows}
@@ -510,22 +508,10 @@ class _LoadMemory:
         self, emails: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
         """The emails of a page newer than what this load has (newest per id), and the list
-        lengths of the earlier versions they replace."""
-        seen = self._current()
+        lengths of the earlier versions they replace (`take`; `record` adds their lengths)."""
         newest = _newest(emails)
-        if seen is None:
-            return list(newest.values()), {}
-        known = self._known(newest)
-        admitted, earlier = [], {}
-        for email_id, email_obj in newest.items():
-            before = known.get(email_id)
-            if before is not None and _version_key(email_obj) <= before[0]:
-                continue
-            if before is not None:
-                earlier[email_id] = before[1]
-            admitted.append(email_obj)
-            seen[email_id] = (_version_key(email_obj), ())
-        return admitted, earlier
+        stale, earlier = self.take({i: _version_key(e) for i, e in newest.items()}, {})
+        return [e for i, e in newest.items() if i not in stale], earlier
 
     def record(self, email_id: str, lengths: tuple[int, ...]) -> None:
         """Remembers the lengths of an admitted email's lists (in `CHILD_COLUMNS` order); a
@@ -536,7 +522,7 @@ class _LoadMemory:
     def take(
         self, versions: dict[str, float], lengths: dict[str, tuple[int, ...]], once: bool = False
     ) -> tuple[set[str], dict[str, tuple[int, ...]]]:
-        """Remembers a batch shaped ahead (`preshape`), as `admit` does a page: returns the
+        """Remembers a batch shaped ahead (`preshape`) or a page (`admit`): returns the
         ids to leave out (this load has them in the same or a newer version) and the list
         lengths of the older versions the others replace. `once`: no email of the batch is
         in an earlier batch listed once (see `_Listed`)."""
@@ -550,11 +536,9 @@ class _LoadMemory:
                 stale.add(email_id)
             else:
                 earlier[email_id] = before[1]
-        if once:
-            new = {i: v for i, v in versions.items() if i not in known}
-            self.listed.add(new, lengths)
-            versions = {i: versions[i] for i in earlier}
-        for email_id in versions.keys() - stale:
+        if once:  # the new ones go to `listed`; the dict keeps those it already had
+            self.listed.add({i: v for i, v in versions.items() if i not in known}, lengths)
+        for email_id in earlier if once else versions.keys() - stale:
             seen[email_id] = (versions[email_id], lengths.get(email_id, ()))
         return stale, earlier
 
