@@ -6,8 +6,9 @@ the `date_created` ranges not loaded yet (never null, always in the past, unlike
 share the ranges and split busy ones (`walk.py`); a first sync loads in chunks, each
 committed with the exact set of ranges it completes (`progress.py`), while the next chunk
 is fetched. Its `email_changes` resource then reads Close's event log since its own cursor
-(kept in the source state) and re-fetches created and updated emails by id, and turns
-deleted ones (also through deleted threads and leads) into deletion markers. When the event
+(kept in the source state; a first sync starts reading as soon as the walk has fetched its
+last page, while the last chunks load), re-fetches created and updated emails by id, and
+turns deleted ones (also through deleted threads and leads) into deletion markers. When the event
 log no longer reaches back to that cursor, it reconciles the whole history by comparing ids
 and `date_updated` instead.
 
@@ -25,7 +26,6 @@ carry over from one chunk's load to the next; `WalkRun.finished` says when to st
 
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,14 +34,13 @@ import dlt
 from dlt.sources import DltResource, TDataItems
 
 from .changes import (
+    EventScan,
     RunStats,
     Warehouse,
     event_log_gap,
-    event_log_reaches,
     first_email_start,
     reconcile_history,
     refresh,
-    scan_events,
 )
 from .client import CloseClient
 from .options import check_options
@@ -57,16 +56,12 @@ from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_EVENT_RETENTION_DAYS,
     DEFAULT_START_DATE,
-    EMAIL_ACTIONS,
-    EMAIL_OBJECT_TYPE,
     EVENT_RESCAN,
-    LEAD_OBJECT_TYPE,
     MAX_ATTEMPTS,
     MAX_CHUNK_FACTOR,
     PAGE_LIMIT,
     PREFETCH_BATCHES,
     READ_TIMEOUT_S,
-    THREAD_OBJECT_TYPE,
     WALK_SAFETY_LAG,
 )
 from .timestamps import format_timestamp, parse_timestamp
@@ -97,6 +92,7 @@ class WalkRun:
     spans: dict[int, Interval] = field(default_factory=dict)  # span id -> read part
     seen: set[str] = field(default_factory=set)  # backfill: ids Close listed in this run
     fresh_event_cursor: bool = False
+    event_scan: EventScan | None = None  # started once the walk has fetched its last page
     finished: bool = False
     # set by a caller that saw no email of the organization in the warehouse before the
     # command: then the walk's emails (each listed once) have no stored rows to replace
@@ -142,6 +138,18 @@ class WalkRun:
         batch = min(BATCH_EMAILS, chunk_emails) if chunk_emails else BATCH_EMAILS
         stored = not self.warehouse_empty
         self.prefetch = Prefetch(walk, include_bodies, _depth(chunk_emails), batch, stored)
+
+    def scan_when_fetched(self, client: CloseClient, since: datetime) -> None:
+        """Starts reading the event log since `since` when the walk has fetched its last
+        page, so that the scan overlaps the loads of the walk's last chunks instead of
+        following them (`email_changes` takes it up). Changes made after it are the next
+        run's: its cursor is where this scan began."""
+        assert self.prefetch is not None
+
+        def start() -> None:
+            self.event_scan = EventScan(client, since, client.answered_time())
+
+        self.prefetch.on_fetched = start
 
     def loaded(self) -> list[Interval]:
         """What is loaded once this chunk is: the earlier ranges and the spans' read parts."""
@@ -223,6 +231,8 @@ def close_source(
             todo = gaps((history_start, started - WALK_SAFETY_LAG), run.done)
             run.start(Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails)),
                       include_bodies, chunk_emails)  # fmt: skip
+            if run.fresh_event_cursor:  # read the log as soon as the walk has fetched all
+                run.scan_when_fetched(client, started - EVENT_RESCAN)
         run.done = run.loaded()
         for batch in run.take(chunk_emails if chunked else 0):
             yield from finish(batch.shaped)
@@ -244,7 +254,8 @@ def close_source(
         if not run.walked:
             return  # more chunks of the walk to come
         state = dlt.current.source_state()
-        scan_started = client.server_now()
+        early, run.event_scan = run.event_scan, None
+        scan_started = early.started if early else client.answered_time()
         cursor = parse_timestamp(state.get("event_cursor")) or scan_started
         since = cursor - EVENT_RESCAN
         reason = None
@@ -258,40 +269,17 @@ def close_source(
             yield from reconcile_history(client, warehouse, run_stats, fields, include_bodies,
                                          history_start, scan_started, concurrency)  # fmt: skip
             since = scan_started - EVENT_RESCAN
-        yield from refresh(client, _changed_ids(client, since, warehouse), fields,
-                           include_bodies, run_stats)  # fmt: skip
+        scan = early or EventScan(client, since, scan_started)
+        yield from refresh(client, scan.changed_ids(warehouse), fields, include_bodies,
+                           run_stats)  # fmt: skip
+        state["event_log_reached_cursor"] = scan.reaches_start()
         state["event_cursor"] = format_timestamp(scan_started)
-        state["event_log_reached_cursor"] = event_log_reaches(client, scan_started)
         run.finished = True
 
     return (
         _emails_resource(walk, "emails"),
         _emails_resource(changes, "email_changes"),
     )
-
-
-def _changed_ids(client: CloseClient, since: datetime, warehouse: Any | None) -> set[str]:
-    """Ids of emails the event log shows created, updated or deleted since `since`, also
-    through deleted threads and leads (looked up in the warehouse).
-
-    The five scans are independent: they run at once (under the shared rate limiter), so a
-    nightly run waits for the longest one, not for their sum.
-    """
-    scans = [(EMAIL_OBJECT_TYPE, action) for action in EMAIL_ACTIONS]
-    scans += [(THREAD_OBJECT_TYPE, "deleted"), (LEAD_OBJECT_TYPE, "deleted")]
-
-    def object_ids(scan: tuple[str, str]) -> set[str]:
-        events = scan_events(client, since, object_type=scan[0], action=scan[1])
-        return {event["object_id"] for event in events}
-
-    with ThreadPoolExecutor(len(scans), thread_name_prefix="close-events") as pool:
-        found = dict(zip(scans, pool.map(object_ids, scans), strict=True))
-    ids = set().union(*(found[(EMAIL_OBJECT_TYPE, action)] for action in EMAIL_ACTIONS))
-    for object_type, column in ((THREAD_OBJECT_TYPE, "thread_id"), (LEAD_OBJECT_TYPE, "lead_id")):
-        gone = found[(object_type, "deleted")]
-        if gone and warehouse is not None:
-            ids |= warehouse.ids_where(column, gone)
-    return ids
 
 
 def _loaded_ranges(

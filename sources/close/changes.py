@@ -9,6 +9,7 @@ and `date_updated` in Close with the warehouse instead.
 
 import logging
 from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,7 +17,15 @@ from dlt.sources import TDataItems
 
 from .client import CloseClient, RequestStats
 from .rows import deletion_items, shape
-from .settings import ACTIVITIES_PATH, EVENT_PAGE_LIMIT, EVENTS_PATH
+from .settings import (
+    ACTIVITIES_PATH,
+    EMAIL_ACTIONS,
+    EMAIL_OBJECT_TYPE,
+    EVENT_PAGE_LIMIT,
+    EVENTS_PATH,
+    LEAD_OBJECT_TYPE,
+    THREAD_OBJECT_TYPE,
+)
 from .timestamps import format_timestamp, parse_timestamp
 from .walk import fetch_by_ids, walk_all
 
@@ -64,6 +73,53 @@ def scan_events(client: CloseClient, since: datetime, **filters: str) -> Iterato
         if not cursor or not events:
             return
         params["_cursor"] = cursor
+
+
+# What the event log is read for: each email action (Close accepts `object_type` only with
+# `action`), and deleted threads and leads, whose emails go with them.
+SCANS = [(EMAIL_OBJECT_TYPE, action) for action in EMAIL_ACTIONS] + [
+    (THREAD_OBJECT_TYPE, "deleted"),
+    (LEAD_OBJECT_TYPE, "deleted"),
+]
+
+
+class EventScan:
+    """The event log since `since`, read in the background from the moment it is made.
+
+    The scans are independent, so they run at once (under the shared rate limiter): a run
+    waits for the longest, not for their sum. Whether the log reaches back to `started`
+    (the next run's cursor) is asked beside them. A first sync starts its scan as soon as
+    the walk has fetched its last page, so the scan overlaps the last chunk's load.
+    """
+
+    def __init__(self, client: CloseClient, since: datetime, started: datetime) -> None:
+        self.started = started
+        pool = ThreadPoolExecutor(len(SCANS) + 1, thread_name_prefix="close-events")
+        self._found: dict[tuple[str, str], Future[set[str]]] = {
+            scan: pool.submit(_object_ids, client, since, scan) for scan in SCANS
+        }
+        self._reached = pool.submit(event_log_reaches, client, started)
+        pool.shutdown(wait=False)  # the threads end with their scans
+
+    def changed_ids(self, warehouse: Warehouse | None) -> set[str]:
+        """Ids of emails the log shows created, updated or deleted, also through deleted
+        threads and leads (looked up in the warehouse); raises what a scan raised."""
+        found = {scan: future.result() for scan, future in self._found.items()}
+        ids = set().union(*(found[(EMAIL_OBJECT_TYPE, action)] for action in EMAIL_ACTIONS))
+        for object_type, column in ((THREAD_OBJECT_TYPE, "thread_id"), (LEAD_OBJECT_TYPE, "lead_id")):  # fmt: skip
+            gone = found[(object_type, "deleted")]
+            if gone and warehouse is not None:
+                ids |= warehouse.ids_where(column, gone)
+        return ids
+
+    def reaches_start(self) -> bool:
+        """Whether the log holds an event at or before `started` (see `event_log_reaches`)."""
+        return self._reached.result()
+
+
+def _object_ids(client: CloseClient, since: datetime, scan: tuple[str, str]) -> set[str]:
+    events = scan_events(client, since, object_type=scan[0], action=scan[1])
+    return {event["object_id"] for event in events}
 
 
 def event_log_reaches(client: CloseClient, moment: datetime) -> bool:

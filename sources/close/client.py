@@ -268,6 +268,17 @@ class CloseClient:
         self.get(ME_PATH)
         return self.last_server_time()
 
+    def answered_time(self) -> datetime:
+        """Close's time as of its latest answer (`server_now()` before any answer).
+
+        `Date` has whole seconds and the answer may be a moment old, so this is never later
+        than Close's now: a cursor set from it re-reads a moment more, never skips one, and
+        costs no request (the change scan at the end of a walk starts a round trip sooner).
+        """
+        with self._time_lock:
+            known = self._last_server_time
+        return known if known is not None else self.server_now()
+
     def organization_id(self) -> str | None:
         """The id of the organization of this API key (`/me/`), None if Close names none."""
         organizations = self.get(ME_PATH).get("organizations") or []

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from close_emulator import EmulatorServer
+from sources.close.changes import EventScan
+from sources.close.client import CloseClient, Stopped
 from tests.destinations import every_destination  # noqa: F401  (DuckDB, PostgreSQL, MariaDB)
 
 from .utils import assert_warehouse_equals, execute, query, run_cli, sync
@@ -219,3 +221,23 @@ def test_usage_errors_exit_2(sync_env) -> None:  # noqa: ANN001
         code, _out, err = run_cli(*args)
         assert code == 2, args
         assert "usage:" in err and "error:" in err
+
+
+def test_an_event_scan_finds_changed_ids_and_raises_its_errors_in_the_caller(
+    close: EmulatorServer,
+) -> None:
+    """`EventScan` reads the log in the background; what it found, and what went wrong,
+    reaches whoever asks for the ids."""
+    client = CloseClient("test-key", close.base_url)
+    since = client.server_now() - timedelta(seconds=1)
+    old = old_emails(close)
+    close.emulator.update_email(old[0]["id"], subject="changed after the walk")
+    close.emulator.delete_email(old[1]["id"])
+    scan = EventScan(client, since, client.server_now())
+    assert scan.changed_ids(warehouse=None) >= {old[0]["id"], old[1]["id"]}
+    assert scan.reaches_start()  # the log holds the changes just made
+
+    client.stop.set()  # every request of a scan started now is refused
+    stopped = EventScan(client, since, client.last_server_time())
+    with pytest.raises(Stopped):
+        stopped.changed_ids(warehouse=None)

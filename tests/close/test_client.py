@@ -166,3 +166,19 @@ def test_a_4xx_other_than_429_is_not_retried(close: EmulatorServer) -> None:
     with pytest.raises(CloseApiError, match="400"):
         client.get(LIST, {"_limit": 1000})
     assert [e.status for e in api_log(close)] == [400]
+
+
+def test_answered_time_is_the_latest_date_and_asks_close_only_before_any_answer(
+    close: EmulatorServer,
+) -> None:
+    """The change scan's cursor comes from Close's clock without a request of its own once
+    Close has answered, and is never later than Close's now (`Date` has whole seconds)."""
+    client = client_for(close)
+    first = client.answered_time()  # nothing answered yet: one `/me/` request tells
+    assert [entry.path for entry in api_log(close)] == ["/api/v1/me/"]
+    client.get(LIST, {"_limit": 1})
+    before = len(api_log(close))
+    answered = client.answered_time()
+    assert len(api_log(close)) == before  # no request of its own
+    assert first <= answered <= close.emulator.clock.now()
+    assert answered == client.last_server_time()
