@@ -6,9 +6,8 @@ the `date_created` ranges not loaded yet (never null, always in the past, unlike
 share the ranges and split busy ones (`walk.py`); a first sync loads in chunks, each
 committed with the exact set of ranges it completes (`progress.py`), while the next chunk
 is fetched. Its `email_changes` resource then reads Close's event log since its own cursor
-(kept in the source state; a first sync starts reading as soon as the walk has fetched its
-last page, while the last chunks load), re-fetches created and updated emails by id, and
-turns deleted ones (also through deleted threads and leads) into deletion markers. When the event
+(kept in the source state) and re-fetches created and updated emails by id, and turns
+deleted ones (also through deleted threads and leads) into deletion markers. When the event
 log no longer reaches back to that cursor, it reconciles the whole history by comparing ids
 and `date_updated` instead.
 
@@ -92,7 +91,6 @@ class WalkRun:
     spans: dict[int, Interval] = field(default_factory=dict)  # span id -> read part
     seen: set[str] = field(default_factory=set)  # backfill: ids Close listed in this run
     fresh_event_cursor: bool = False
-    event_scan: EventScan | None = None  # started once the walk has fetched its last page
     finished: bool = False
     # set by a caller that saw no email of the organization in the warehouse before the
     # command: then the walk's emails (each listed once) have no stored rows to replace
@@ -138,18 +136,6 @@ class WalkRun:
         batch = min(BATCH_EMAILS, chunk_emails) if chunk_emails else BATCH_EMAILS
         stored = not self.warehouse_empty
         self.prefetch = Prefetch(walk, include_bodies, _depth(chunk_emails), batch, stored)
-
-    def scan_when_fetched(self, client: CloseClient, since: datetime) -> None:
-        """Starts reading the event log since `since` when the walk has fetched its last
-        page, so that the scan overlaps the loads of the walk's last chunks instead of
-        following them (`email_changes` takes it up). Changes made after it are the next
-        run's: its cursor is where this scan began."""
-        assert self.prefetch is not None
-
-        def start() -> None:
-            self.event_scan = EventScan(client, since, client.answered_time())
-
-        self.prefetch.on_fetched = start
 
     def loaded(self) -> list[Interval]:
         """What is loaded once this chunk is: the earlier ranges and the spans' read parts."""
@@ -231,8 +217,6 @@ def close_source(
             todo = gaps((history_start, started - WALK_SAFETY_LAG), run.done)
             run.start(Walk(client, todo, concurrency, fields, buffer_pages=_buffer(chunk_emails)),
                       include_bodies, chunk_emails)  # fmt: skip
-            if run.fresh_event_cursor:  # read the log as soon as the walk has fetched all
-                run.scan_when_fetched(client, started - EVENT_RESCAN)
         run.done = run.loaded()
         for batch in run.take(chunk_emails if chunked else 0):
             yield from finish(batch.shaped)
@@ -254,8 +238,7 @@ def close_source(
         if not run.walked:
             return  # more chunks of the walk to come
         state = dlt.current.source_state()
-        early, run.event_scan = run.event_scan, None
-        scan_started = early.started if early else client.answered_time()
+        scan_started = client.answered_time()  # the walk's latest answer: no request of its own
         cursor = parse_timestamp(state.get("event_cursor")) or scan_started
         since = cursor - EVENT_RESCAN
         reason = None
@@ -269,7 +252,7 @@ def close_source(
             yield from reconcile_history(client, warehouse, run_stats, fields, include_bodies,
                                          history_start, scan_started, concurrency)  # fmt: skip
             since = scan_started - EVENT_RESCAN
-        scan = early or EventScan(client, since, scan_started)
+        scan = EventScan(client, since, scan_started)
         yield from refresh(client, scan.changed_ids(warehouse), fields, include_bodies,
                            run_stats)  # fmt: skip
         state["event_log_reached_cursor"] = scan.reaches_start()

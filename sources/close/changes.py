@@ -88,8 +88,7 @@ class EventScan:
 
     The scans are independent, so they run at once (under the shared rate limiter): a run
     waits for the longest, not for their sum. Whether the log reaches back to `started`
-    (the next run's cursor) is asked beside them. A first sync starts its scan as soon as
-    the walk has fetched its last page, so the scan overlaps the last chunk's load.
+    (the next run's cursor) is asked beside them rather than after them.
     """
 
     def __init__(self, client: CloseClient, since: datetime, started: datetime) -> None:

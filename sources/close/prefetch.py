@@ -12,7 +12,7 @@ no decoded JSON waits for a batch to fill: the shaped tables take a third of its
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,6 @@ class Prefetch:
         self.stored = stored  # whether the walk's emails may be in the warehouse already
         self.batch_emails = batch_emails
         self.finished = False
-        self.on_fetched: Callable[[], None] | None = None  # called once the walk has all pages
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,8 +107,6 @@ class Prefetch:
                 batch.add(shaped, page.span_id, page.done)
                 if len(batch.ids) >= self.batch_emails:
                     batch = self._hand_over(batch)
-            if self.on_fetched is not None:
-                self.on_fetched()
             if batch.parts:
                 self._hand_over(batch)
             self._put(None)

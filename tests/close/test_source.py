@@ -221,15 +221,3 @@ def test_a_batch_ends_before_an_email_listed_twice() -> None:
     assert [b.done for b in batches] == [{0: (T0, T0), 1: (T0, T0)}, {0: (T0, T1)}]
     assert not any(b.shaped.once for b in batches)  # plain paging: looked up, not trusted
     assert prefetch.finished
-
-
-def test_on_fetched_runs_once_when_the_walk_has_all_pages_before_the_last_batch() -> None:
-    """A first sync starts its event scan from this hook: after the walk's last page, and
-    before the consumer has seen the end (so the scan overlaps the last chunk's load)."""
-    walk = _ListedTwice()
-    prefetch = Prefetch(walk, True, depth=4, batch_emails=10)  # type: ignore[arg-type]
-    calls: list[tuple[bool, bool]] = []
-    prefetch.on_fetched = lambda: calls.append((walk.finished, prefetch.finished))
-    assert len(list(prefetch.batches())) == 2
-    assert calls == [(True, False)]  # once: every page fetched, the end not yet handed over
-    assert prefetch.finished
