@@ -2,14 +2,18 @@
 
 A DuckDB file named like the dataset only fails once dlt queries `close.emails` (DuckDB
 names its catalog after the file, so the name is ambiguous), which is after extract has
-left a load package behind; a missing or read-only folder fails as late. Both are known
-from the settings alone, so they are refused here, before the first request.
+left a load package behind; a missing or read-only folder fails as late, and so does a
+DuckDB setting DuckDB does not know (`global_config`, `local_config`: applied when dlt
+first connects). All are known from the settings alone, so they are refused here, before
+the first request.
 """
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dlt
+import duckdb
 
 
 class DestinationSettingError(ValueError):
@@ -21,10 +25,31 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
     if pipeline.destination.destination_name != "duckdb":
         return
     credentials = pipeline.destination_client().config.credentials
+    _check_duckdb_settings(credentials)
     database = getattr(credentials, "database", None)
     if not isinstance(database, str) or not database or database == ":memory:":
         return
     _check_duckdb_file(Path(database), pipeline.dataset_name)
+
+
+def _check_duckdb_settings(credentials: Any) -> None:
+    """Applies the configured DuckDB settings to a throwaway in-memory database, as dlt
+    applies them to the real one (`SET GLOBAL` / `SET SESSION`), so that a misspelt name
+    or a bad value is one line now instead of a traceback at the first query."""
+    scopes = {"GLOBAL": "global_config", "SESSION": "local_config"}
+    with duckdb.connect() as connection:
+        for scope, field in scopes.items():
+            for name, value in (getattr(credentials, field, None) or {}).items():
+                if name == "custom_user_agent":  # passed to `connect`, not set (dlt does so)
+                    continue
+                try:
+                    connection.execute(f"SET {scope} {name} = ?", (value,))
+                except duckdb.Error as exc:
+                    reason = " ".join(str(exc).split())
+                    raise DestinationSettingError(
+                        f"DuckDB setting {name}={value!r} (destination.duckdb.credentials."
+                        f"{field}) cannot be used: {reason}; fix or remove it"
+                    ) from None
 
 
 def _check_duckdb_file(path: Path, dataset: str) -> None:

@@ -38,10 +38,32 @@ def assert_untouched(close: EmulatorServer) -> None:
         ({"DESTINATION__DUCKDB__CREDENTIALS": "{tmp}/CLOSE.duckdb"}, "named like the dataset"),
         ({"DESTINATION__DUCKDB__CREDENTIALS": "{tmp}/no/such/dir/w.duckdb"}, "does not exist"),
         ({"DESTINATION__DUCKDB__CREDENTIALS": "{tmp}"}, "is a folder"),
+        (
+            {
+                "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{{"checkpoint_on_shutdown": false}}'
+            },
+            'DuckDB setting checkpoint_on_shutdown=False (destination.duckdb.credentials.global_config) cannot be used: Catalog Error: unrecognized configuration parameter "checkpoint_on_shutdown"',
+        ),
+        (
+            {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{{"memory_limit": "lots"}}'},
+            "DuckDB setting memory_limit='lots' (destination.duckdb.credentials.global_config) cannot be used",
+        ),
+        (
+            {"DESTINATION__DUCKDB__CREDENTIALS__LOCAL_CONFIG": '{{"no_such_setting": 1}}'},
+            "DuckDB setting no_such_setting=1 (destination.duckdb.credentials.local_config) cannot be used",
+        ),
     ],
-    ids=["file-named-like-dataset", "same-name-other-case", "missing-folder", "path-is-a-folder"],
+    ids=[
+        "file-named-like-dataset",
+        "same-name-other-case",
+        "missing-folder",
+        "path-is-a-folder",
+        "unknown-global-setting",
+        "bad-global-value",
+        "unknown-local-setting",
+    ],
 )
-def test_an_unusable_duckdb_file_is_one_line_before_any_request(
+def test_an_unusable_duckdb_file_or_setting_is_one_line_before_any_request(
     close: EmulatorServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
