@@ -10,10 +10,11 @@ the first request.
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbConnectionPool
 
 
 class DestinationSettingError(ValueError):
@@ -33,17 +34,21 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
 
 
 def _check_duckdb_settings(credentials: Any) -> None:
-    """Applies the configured DuckDB settings to a throwaway in-memory database, as dlt
-    applies them to the real one (`SET GLOBAL` / `SET SESSION`), so that a misspelt name
-    or a bad value is one line now instead of a traceback at the first query."""
-    scopes = {"GLOBAL": "global_config", "SESSION": "local_config"}
+    """Applies the configured DuckDB settings to a throwaway in-memory database with dlt's
+    own code for the real one, so that a misspelt name or a bad value is one line now
+    instead of a traceback at the first query (and what dlt lets pass, such as a
+    `search_path` to a schema not created yet, passes here too)."""
+    scopes: dict[Literal["GLOBAL", "SESSION"], str] = {
+        "GLOBAL": "global_config",
+        "SESSION": "local_config",
+    }
     with duckdb.connect() as connection:
         for scope, field in scopes.items():
             for name, value in (getattr(credentials, field, None) or {}).items():
                 if name == "custom_user_agent":  # passed to `connect`, not set (dlt does so)
                     continue
-                try:
-                    connection.execute(f"SET {scope} {name} = ?", (value,))
+                try:  # one at a time, to name the setting that fails
+                    DuckDbConnectionPool._apply_config(connection, scope, {name: value})
                 except duckdb.Error as exc:
                     reason = " ".join(str(exc).split())
                     raise DestinationSettingError(

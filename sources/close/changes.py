@@ -92,7 +92,6 @@ class EventScan:
     """
 
     def __init__(self, client: CloseClient, since: datetime, started: datetime) -> None:
-        self.started = started
         pool = ThreadPoolExecutor(len(SCANS) + 1, thread_name_prefix="close-events")
         self._found: dict[tuple[str, str], Future[set[str]]] = {
             scan: pool.submit(_object_ids, client, since, scan) for scan in SCANS
